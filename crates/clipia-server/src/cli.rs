@@ -1,0 +1,159 @@
+//! The command line: `serve` and the admin commands, all on the same store options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "clipia-server", version, about = "Clipia: a self-hostable generation API for images and video")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the data lives; every command takes the same options.
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite database and the output files.
+    #[arg(long, env = "CLIPIA_DATA_DIR", default_value = "./clipia-data")]
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL (postgres://…) instead of the embedded store.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage credits.
+    #[command(subcommand)]
+    Credits(CreditsCommand),
+    /// Per-account rate-limit overrides.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CLIPIA_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Base of the absolute URLs the API hands out, e.g. https://api.example.com (default: the request's Host).
+    #[arg(long, env = "CLIPIA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// A model catalog file replacing the built-in one.
+    #[arg(long, env = "CLIPIA_MODELS")]
+    pub models: Option<PathBuf>,
+    /// Credits given to the `default` account created on first start.
+    #[arg(long, default_value_t = 1000)]
+    pub starter_credits: u64,
+    /// Requests per minute per key when the account has no override.
+    #[arg(long, default_value_t = clipia_core::limits::REQUESTS_PER_MINUTE_DEFAULT)]
+    pub default_rpm: u32,
+    /// Concurrent generations per key when the account has no override.
+    #[arg(long, default_value_t = clipia_core::limits::CONCURRENT_GENERATIONS_DEFAULT)]
+    pub default_concurrency: u32,
+    /// Jobs a key may have waiting in the queue when the account has no override.
+    #[arg(long, default_value_t = clipia_core::limits::QUEUED_JOBS_MAX_DEFAULT)]
+    pub default_max_queued: u32,
+    /// Builtin-engine jobs run at once on this node (default: the number of CPUs).
+    #[arg(long)]
+    pub builtin_runners: Option<usize>,
+    /// Lease of a running job: if its runner stops renewing it for this long, the job runs again elsewhere.
+    #[arg(long, default_value_t = 30_000)]
+    pub lease_ms: i64,
+    /// On shutdown, how long running jobs may take to finish before they are handed back to the queue.
+    #[arg(long, default_value_t = 10_000)]
+    pub drain_ms: u64,
+    /// Make every builtin job last at least this long (demos of progress and crash recovery).
+    #[arg(long, default_value_t = 0)]
+    pub builtin_min_run_ms: u64,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AccountsCommand {
+    /// Create an account; prints its id.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints the key (shown once) and nothing else.
+    Create {
+        /// Account id or name.
+        #[arg(long)]
+        account: String,
+        #[arg(long, value_parser = ["live", "test"])]
+        mode: String,
+        /// Comma-separated: generate, read, admin (default generate,read).
+        #[arg(long)]
+        scopes: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List an account's keys (prefixes only).
+    List {
+        #[arg(long)]
+        account: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key by id; effective at once, also on running servers.
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CreditsCommand {
+    /// Add credits to an account through the ledger.
+    Grant {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        amount: u64,
+        #[arg(long, default_value = "grant")]
+        reason: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LimitsCommand {
+    /// Set an account's overrides; options left out keep their current value.
+    Set {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        rpm: Option<u32>,
+        #[arg(long)]
+        concurrency: Option<u32>,
+        #[arg(long)]
+        max_queued: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}

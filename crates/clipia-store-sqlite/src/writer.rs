@@ -1,0 +1,106 @@
+//! The single writer: every write runs on one connection, batched into group commits.
+//!
+//! SQLite admits one writer at a time, so funnelling writes through one task costs nothing in
+//! parallelism and buys a lot of throughput: all operations waiting in the channel run in one
+//! transaction (each inside its own savepoint, so one failing operation rolls back alone) and
+//! share one durable commit. A caller's answer is sent only after that commit, so an
+//! acknowledged write is never lost.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use clipia_store::{StoreError, StoreResult};
+use sqlx::sqlite::SqliteConnection;
+use sqlx::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+/// Operations in one group commit at most; bounds the latency one batch adds to the next.
+pub const BATCH_OPS_MAX: usize = 256;
+/// Writes waiting for the writer; senders wait when it is full (back-pressure).
+pub const QUEUE_OPS_MAX: usize = 4096;
+
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub type OpFuture<'c> = Pin<Box<dyn Future<Output = (bool, Deliver)> + Send + 'c>>;
+type Op = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> OpFuture<'c> + Send>;
+
+#[derive(Clone)]
+pub struct Writer {
+    ops: mpsc::Sender<Op>,
+}
+
+impl Writer {
+    pub fn spawn(conn: SqliteConnection) -> Writer {
+        let (tx, rx) = mpsc::channel(QUEUE_OPS_MAX);
+        tokio::spawn(run(conn, rx));
+        Writer { ops: tx }
+    }
+
+    /// Runs `f` inside the next group commit and answers once that commit is durable.
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>
+            + Send
+            + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = f(conn).await;
+                let failed = result.is_err();
+                let deliver: Deliver = Box::new(move |commit| {
+                    let _ = tx.send(commit.and(result));
+                });
+                (failed, deliver)
+            })
+        });
+        self.ops.send(op).await.map_err(|_| StoreError::Backend("the store is shut down".into()))?;
+        rx.await.map_err(|_| StoreError::Backend("the writer stopped".into()))?
+    }
+}
+
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(BATCH_OPS_MAX);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH_OPS_MAX {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut delivers = Vec::with_capacity(batch.len());
+        let outcome = run_batch(&mut conn, &mut batch, &mut delivers).await;
+        for deliver in delivers {
+            deliver(outcome.as_ref().map(|_| ()).map_err(|e| StoreError::Backend(e.clone())));
+        }
+    }
+    let _ = conn.close().await;
+}
+
+async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>, delivers: &mut Vec<Deliver>) -> Result<(), String> {
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        // Nothing ran: every operation in the batch fails with the reason.
+        for op in batch.drain(..) {
+            drop(op);
+        }
+        return Err(format!("begin: {e}"));
+    }
+    for op in batch.drain(..) {
+        let savepoint = sqlx::query("SAVEPOINT op").execute(&mut *conn).await;
+        let (failed, deliver) = op(conn).await;
+        delivers.push(deliver);
+        if savepoint.is_ok() {
+            if failed {
+                let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
+            }
+            let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
+        }
+    }
+    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        tracing::error!(error = %e, "group commit failed");
+        return Err(format!("commit: {e}"));
+    }
+    Ok(())
+}
