@@ -165,6 +165,13 @@ impl Parameter {
     /// `{name, type, required, default, label, hint, options, min, max, step, minLength,
     /// maxLength}` with absent fields omitted.
     pub fn to_json(&self) -> Value {
+        fn option_json(value: &Value) -> Value {
+            let label = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            json!({"value": value, "label": label})
+        }
         let mut out = Map::new();
         out.insert("name".into(), json!(self.name));
         out.insert("type".into(), json!(self.kind.as_str()));
@@ -173,7 +180,8 @@ impl Parameter {
             ("default", self.default.clone()),
             ("label", self.label.clone().map(Value::String)),
             ("hint", self.hint.clone().map(Value::String)),
-            ("options", self.options.clone().map(Value::Array)),
+            // Clipia's form format lists options as objects a form can show directly.
+            ("options", self.options.as_ref().map(|opts| opts.iter().map(option_json).collect())),
             ("min", self.min.clone().map(Value::Number)),
             ("max", self.max.clone().map(Value::Number)),
             ("step", self.step.clone().map(Value::Number)),

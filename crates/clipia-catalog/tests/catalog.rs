@@ -418,7 +418,10 @@ fn json_schema_and_input_schema_agree() {
             assert!(p.as_object().unwrap().values().all(|v| !v.is_null()), "{p}");
             let prop = &schema["properties"][p["name"].as_str().unwrap()];
             assert_eq!(prop.get("default"), p.get("default"));
-            assert_eq!(prop.get("enum"), p.get("options"));
+            let option_values = p.get("options").map(|o| {
+                Value::Array(o.as_array().unwrap().iter().map(|opt| opt["value"].clone()).collect())
+            });
+            assert_eq!(prop.get("enum"), option_values.as_ref());
             assert_eq!(prop.get("title"), p.get("label"));
             assert_eq!(prop.get("description"), p.get("hint"));
         }

@@ -32,7 +32,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         Err(e) => return ApiError::from(e).into_response(),
     };
     let rpm = caller.requests_per_minute(app);
-    let decision = app.limiter.check(caller.key.id.as_str(), rpm, app.now_ms());
+    let decision = app.limiter.check(caller.key.id.as_str(), rpm, app.now_ms()).await;
     let headers = rate_headers(&caller, app, &decision);
     let mut response = if decision.allowed {
         request.extensions_mut().insert(caller);

@@ -14,6 +14,8 @@ use crate::routes;
         routes::models::list, routes::models::get,
         routes::requests::status, routes::requests::result, routes::requests::cancel, routes::requests::list,
         routes::events::events,
+        routes::webhooks::secret, routes::webhooks::rotate, routes::webhooks::deliveries, routes::webhooks::resend,
+        routes::webhooks::events,
         routes::account::get, routes::account::ledger,
         routes::keys::list, routes::keys::create, routes::keys::revoke,
         routes::files::download,

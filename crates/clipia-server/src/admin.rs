@@ -6,23 +6,39 @@ use anyhow::{anyhow, bail, Context};
 use clipia_core::{ApiKey, KeyId, Mode, Scopes};
 use clipia_store::{Account, LimitOverrides, NewKey, Store};
 
-use crate::cli::{AccountsCommand, Command, CreditsCommand, KeysCommand, LimitsCommand, StoreArgs};
+use crate::cli::{AccountsCommand, Command, CreditsCommand, KeysCommand, LimitsCommand, StoreArgs, WebhooksCommand};
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(url) = &args.database_url {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            bail!("this build has no PostgreSQL store yet; use the embedded store (--data-dir)");
+/// The store a command runs on, chosen once from the options: PostgreSQL when a database URL is
+/// given, else the embedded SQLite store in the data directory.
+pub struct OpenedStore {
+    pub store: Arc<dyn Store>,
+    /// The same store when it is PostgreSQL: `serve` also takes its notifications and its shared
+    /// rate limiter.
+    pub postgres: Option<clipia_store_postgres::PgStore>,
+}
+
+pub async fn open_backend(args: &StoreArgs) -> anyhow::Result<OpenedStore> {
+    if let Some(url) = args.database_url.as_deref().filter(|u| !u.is_empty()) {
+        if !clipia_store_postgres::PgStore::accepts(url) {
+            bail!("--database-url must be a postgres:// or postgresql:// URL");
         }
-        bail!("--database-url must be a postgres:// URL");
+        let store = clipia_store_postgres::PgStore::open(url, args.database_pool)
+            .await
+            .context("opening the PostgreSQL store")?;
+        return Ok(OpenedStore { store: Arc::new(store.clone()), postgres: Some(store) });
     }
     let store = clipia_store_sqlite::SqliteStore::open(&args.data_dir)
         .await
         .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-    Ok(Arc::new(store))
+    Ok(OpenedStore { store: Arc::new(store), postgres: None })
+}
+
+pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_backend(args).await?.store)
 }
 
 async fn account(store: &dyn Store, id_or_name: &str) -> anyhow::Result<Account> {
@@ -85,6 +101,25 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let balance = store.grant_credits(&account.id, amount, &reason, now_ms()).await?;
             println!("granted {amount} credits to {}; balance {} ({} reserved)", account.name, balance.available, balance.reserved);
         }
+        Command::Audit { store } => {
+            let store = open_store(&store).await?;
+            let problems = store.audit().await?;
+            if !problems.is_empty() {
+                for p in &problems {
+                    println!("{p}");
+                }
+                bail!("{} ledger problem(s) found", problems.len());
+            }
+            println!("ledger ok");
+        }
+        Command::Webhooks(WebhooksCommand::Secret { account: a, mode, rotate, store }) => {
+            let store = open_store(&store).await?;
+            let account = account(&*store, &a).await?;
+            let mode = Mode::parse(&mode).ok_or_else(|| anyhow!("--mode must be live or test"))?;
+            let tenant = clipia_store::Tenant { account: account.id, mode };
+            let secret = webhook_secret(&*store, &tenant, rotate).await?;
+            println!("{secret}");
+        }
         Command::Limits(LimitsCommand::Set { account: a, rpm, concurrency, max_queued, store }) => {
             let store = open_store(&store).await?;
             let account = account(&*store, &a).await?;
@@ -104,4 +139,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The tenant's newest webhook signing secret, creating the first one (or, with `rotate`, a new
+/// one while the old keeps signing for 24 h).
+pub async fn webhook_secret(store: &dyn Store, tenant: &clipia_store::Tenant, rotate: bool) -> anyhow::Result<String> {
+    use clipia_core::webhook::{WebhookSecret, SECRET_OVERLAP_MS};
+    let now = now_ms();
+    let mut active = store.ensure_webhook_secret(tenant, WebhookSecret::generate().expose(), now).await?;
+    if rotate {
+        active = store.rotate_webhook_secret(tenant, WebhookSecret::generate().expose(), SECRET_OVERLAP_MS, now).await?;
+    }
+    active.pop().map(|s| s.secret).ok_or_else(|| anyhow!("the store kept no webhook secret"))
 }

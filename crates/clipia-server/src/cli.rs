@@ -21,6 +21,10 @@ pub struct StoreArgs {
     /// A PostgreSQL URL (postgres://…) instead of the embedded store.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Most connections this process opens to PostgreSQL (besides one for notifications and one
+    /// for listening).
+    #[arg(long, env = "CLIPIA_DATABASE_POOL", default_value_t = clipia_store_postgres::POOL_CONNECTIONS_DEFAULT)]
+    pub database_pool: u32,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +43,14 @@ pub enum Command {
     /// Per-account rate-limit overrides.
     #[command(subcommand)]
     Limits(LimitsCommand),
+    /// Webhook signing secrets.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+    /// Check the credit ledger's invariants over the whole store; exits 1 on any problem.
+    Audit {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Args)]
@@ -66,7 +78,7 @@ pub struct ServeArgs {
     /// Jobs a key may have waiting in the queue when the account has no override.
     #[arg(long, default_value_t = clipia_core::limits::QUEUED_JOBS_MAX_DEFAULT)]
     pub default_max_queued: u32,
-    /// Builtin-engine jobs run at once on this node (default: the number of CPUs).
+    /// Builtin-engine jobs run at once on this node (default: the number of CPUs; 0 = an API-only node).
     #[arg(long)]
     pub builtin_runners: Option<usize>,
     /// Lease of a running job: if its runner stops renewing it for this long, the job runs again elsewhere.
@@ -78,6 +90,16 @@ pub struct ServeArgs {
     /// Make every builtin job last at least this long (demos of progress and crash recovery).
     #[arg(long, default_value_t = 0)]
     pub builtin_min_run_ms: u64,
+    /// Let webhooks go to loopback, private, link-local and metadata addresses. Default: on only
+    /// when --bind is a loopback address; `--allow-private-webhooks=false` turns it off.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_private_webhooks: Option<bool>,
+    /// How long one webhook attempt may take before it counts as failed.
+    #[arg(long, default_value_t = clipia_core::webhook::WEBHOOK_TIMEOUT_MS)]
+    pub webhook_timeout_ms: u64,
+    /// Multiplies the webhook retry schedule (tests and demos; 1 in production).
+    #[arg(long, default_value_t = 1.0, hide = true)]
+    pub webhook_retry_scale: f64,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -153,6 +175,23 @@ pub enum LimitsCommand {
         concurrency: Option<u32>,
         #[arg(long)]
         max_queued: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// Print the account's webhook signing secret for a mode (created on first use).
+    Secret {
+        /// Account id or name.
+        #[arg(long)]
+        account: String,
+        #[arg(long, value_parser = ["live", "test"])]
+        mode: String,
+        /// Make a new secret; the old one keeps signing beside it for 24 h.
+        #[arg(long)]
+        rotate: bool,
         #[command(flatten)]
         store: StoreArgs,
     },

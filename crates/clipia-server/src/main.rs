@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod cluster;
 mod serve;
 
 use clap::Parser;

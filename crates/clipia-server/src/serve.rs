@@ -10,10 +10,10 @@ use clipia_core::keys::random_token;
 use clipia_core::{ApiKey, Mode, Scopes};
 use clipia_http::{AppState, Metrics};
 use clipia_service::runner::Runtime;
-use clipia_service::{App, Config, LocalFiles, LocalRateLimiter, SystemClock, UrlSigner};
+use clipia_service::{App, Config, LocalFiles, LocalRateLimiter, RateLimiter, SystemClock, UrlSigner};
 use clipia_store::{NewKey, Store, StoreError};
 
-use crate::admin::open_store;
+use crate::admin::open_backend;
 use crate::cli::ServeArgs;
 
 /// The secret that signs file URLs, shared by every node through the store.
@@ -36,11 +36,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => Catalog::builtin(),
     };
-    let store = open_store(&args.store).await?;
+    let backend = open_backend(&args.store).await?;
+    let store = backend.store.clone();
     let public_url = args.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned());
     let display_url = public_url.clone().unwrap_or_else(|| format!("http://{}", args.bind));
     bootstrap(&*store, args.starter_credits, &display_url).await?;
 
+    // Bound before the services start, so that webhook payloads can name the real address.
+    let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
+    let addr = listener.local_addr()?;
     let secret = store.secret(FILE_URL_SECRET, &|| random_token(48)).await?;
     let config = Config {
         lease_ms: args.lease_ms.max(100),
@@ -50,7 +54,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         queued_jobs_max_default: args.default_max_queued.max(1),
         builtin_min_run_ms: args.builtin_min_run_ms,
         drain_ms: args.drain_ms,
+        public_base_url: public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+        allow_private_webhooks: args.allow_private_webhooks.unwrap_or_else(|| args.bind.ip().is_loopback()),
+        webhook_timeout_ms: args.webhook_timeout_ms.max(1),
+        webhook_retry_scale: if args.webhook_retry_scale.is_finite() { args.webhook_retry_scale.max(0.0) } else { 1.0 },
         ..Config::default()
+    };
+    // Request-rate buckets live where every node sees them: in PostgreSQL when there is one.
+    let limiter: Arc<dyn RateLimiter> = match &backend.postgres {
+        Some(pg) => Arc::new(pg.rate_limiter()),
+        None => Arc::new(LocalRateLimiter::default()),
     };
     let app = App::new(
         store,
@@ -58,13 +71,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(LocalFiles::new(&args.store.data_dir.join("files"))),
         UrlSigner::new(&secret),
         Arc::new(SystemClock),
-        Arc::new(LocalRateLimiter::default()),
+        limiter,
         config,
     );
+    // Several nodes share one PostgreSQL database: hear what the others do.
+    let _cluster = backend.postgres.as_ref().map(|pg| crate::cluster::spawn_listener(pg, app.clone()));
     let runtime = Runtime::start(&app);
     let state = AppState { app: app.clone(), public_url, metrics: Arc::new(Metrics::default()) };
-    let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
-    let addr = listener.local_addr()?;
     println!("Clipia listening on http://{addr}");
     tracing::info!(%addr, data_dir = %args.store.data_dir.display(), "serving");
 
@@ -124,11 +137,17 @@ async fn bootstrap(store: &dyn Store, starter_credits: u64, url: &str) -> anyhow
         let new = NewKey::for_secret(key, account.id.clone(), Scopes::all(), Some(name.to_owned()));
         store.create_key(new, now).await?;
     }
+    let tenant = |mode| clipia_store::Tenant { account: account.id.clone(), mode };
+    let live_whsec = crate::admin::webhook_secret(store, &tenant(Mode::Live), false).await?;
+    let test_whsec = crate::admin::webhook_secret(store, &tenant(Mode::Test), false).await?;
     println!(
         "\nFirst start: created account \"default\" ({}) with {starter_credits} credits.\n\
          API keys — shown only now, store them somewhere safe:\n\
          \x20 live key: {}\n\
-         \x20 test key: {}\n\n\
+         \x20 test key: {}\n\
+         Webhook signing secrets (again with `clipia-server webhooks secret --account default --mode live|test`):\n\
+         \x20 live: {}\n\
+         \x20 test: {}\n\n\
          Try it:\n\
          \x20 export CLIPIA_KEY={}\n\
          \x20 curl -X POST {url}/v1/models/clipia-landscape -H \"Authorization: Key $CLIPIA_KEY\" \\\n\
@@ -136,6 +155,8 @@ async fn bootstrap(store: &dyn Store, starter_credits: u64, url: &str) -> anyhow
         account.id,
         live.expose(),
         test.expose(),
+        live_whsec,
+        test_whsec,
         live.expose(),
     );
     Ok(())

@@ -16,6 +16,7 @@ pub mod runner;
 pub mod sandbox;
 pub mod submit;
 pub mod time;
+pub mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,14 @@ pub struct Config {
     pub drain_ms: u64,
     /// A name for this node's runners in leases and logs.
     pub node: String,
+    /// The base of absolute URLs in webhook payloads: `--public-url`, or `http://<bind address>`.
+    pub public_base_url: String,
+    /// Whether webhooks may go to loopback, private, link-local and metadata addresses.
+    pub allow_private_webhooks: bool,
+    /// How long one webhook attempt may take (SPEC §8: 10 s).
+    pub webhook_timeout_ms: u64,
+    /// Multiplies the webhook retry schedule: 1.0 in production, small in tests.
+    pub webhook_retry_scale: f64,
 }
 
 impl Default for Config {
@@ -63,6 +72,10 @@ impl Default for Config {
             builtin_min_run_ms: 0,
             drain_ms: 10_000,
             node: format!("node-{}", std::process::id()),
+            public_base_url: "http://127.0.0.1:8080".to_owned(),
+            allow_private_webhooks: false,
+            webhook_timeout_ms: clipia_core::webhook::WEBHOOK_TIMEOUT_MS,
+            webhook_retry_scale: 1.0,
         }
     }
 }
@@ -105,6 +118,8 @@ pub struct Inner {
     in_flight: Mutex<HashSet<(String, &'static str, String)>>,
     /// Cancel flags of the jobs running on this node.
     running: Mutex<HashMap<RequestId, Arc<runner::RunFlags>>>,
+    /// Wakes the webhook delivery worker (resends; terminal jobs arrive as events).
+    webhook_wake: webhooks::WebhookWake,
 }
 
 impl std::ops::Deref for App {
@@ -137,6 +152,7 @@ impl App {
             wake_sandbox: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             running: Mutex::new(HashMap::new()),
+            webhook_wake: webhooks::WebhookWake::default(),
         }))
     }
 
@@ -162,6 +178,17 @@ impl App {
             )),
             Backend::Worker => Err("This model runs on external workers, and none is connected.".to_owned()),
         }
+    }
+
+    /// Hands an event heard from another node (over the store's notifications) to this node's
+    /// long-polls and event streams, exactly as if it had happened here.
+    pub fn deliver(&self, event: JobEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Wakes this node's idle runners of `lane`: another node queued work there or freed a slot.
+    pub fn wake_lane(&self, lane: &str) {
+        self.wake(lane);
     }
 
     fn wake(&self, lane: &str) {

@@ -22,9 +22,26 @@ pub struct RateDecision {
     pub retry_after_s: u64,
 }
 
+/// Async so that a multi-node deployment can keep the buckets in a shared store.
+#[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
     /// Counts one request of `key` against `per_minute`.
-    fn check(&self, key: &str, per_minute: u32, now_ms: i64) -> RateDecision;
+    async fn check(&self, key: &str, per_minute: u32, now_ms: i64) -> RateDecision;
+}
+
+/// The decision for a token bucket of `per_minute` that holds `tokens` after this request
+/// (after taking one token when `allowed`); shared by every limiter so all report alike.
+pub fn bucket_decision(per_minute: u32, tokens: f64, allowed: bool) -> RateDecision {
+    let quota = f64::from(per_minute.max(1));
+    let tokens = tokens.clamp(0.0, quota);
+    let ms_per_token = 60_000.0 / quota;
+    RateDecision {
+        allowed,
+        limit: per_minute,
+        remaining: tokens.floor() as u32,
+        reset_s: (((quota - tokens) * ms_per_token) / 1000.0).ceil() as u64,
+        retry_after_s: if allowed { 0 } else { (((1.0 - tokens) * ms_per_token) / 1000.0).ceil().max(1.0) as u64 },
+    }
 }
 
 /// Buckets kept before idle, full ones are swept.
@@ -46,8 +63,9 @@ fn refill(b: Bucket, per_minute: f64, now_ms: i64) -> f64 {
     (b.tokens + elapsed * per_minute / 60_000.0).min(per_minute)
 }
 
+#[async_trait::async_trait]
 impl RateLimiter for LocalRateLimiter {
-    fn check(&self, key: &str, per_minute: u32, now_ms: i64) -> RateDecision {
+    async fn check(&self, key: &str, per_minute: u32, now_ms: i64) -> RateDecision {
         let quota = f64::from(per_minute.max(1));
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= BUCKETS_SWEEP_AT {
@@ -60,14 +78,7 @@ impl RateLimiter for LocalRateLimiter {
             tokens -= 1.0;
         }
         *bucket = Bucket { tokens, updated_ms: now_ms };
-        let ms_per_token = 60_000.0 / quota;
-        RateDecision {
-            allowed,
-            limit: per_minute,
-            remaining: tokens.floor() as u32,
-            reset_s: (((quota - tokens) * ms_per_token) / 1000.0).ceil() as u64,
-            retry_after_s: if allowed { 0 } else { (((1.0 - tokens) * ms_per_token) / 1000.0).ceil().max(1.0) as u64 },
-        }
+        bucket_decision(per_minute, tokens, allowed)
     }
 }
 
@@ -75,19 +86,19 @@ impl RateLimiter for LocalRateLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn counts_down_refuses_then_refills() {
+    #[tokio::test]
+    async fn counts_down_refuses_then_refills() {
         let l = LocalRateLimiter::default();
         for i in 0..3 {
-            let d = l.check("k", 3, 0);
+            let d = l.check("k", 3, 0).await;
             assert!(d.allowed);
             assert_eq!(d.remaining, 2 - i);
         }
-        let refused = l.check("k", 3, 0);
+        let refused = l.check("k", 3, 0).await;
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after_s, 20, "one token per 20 s at 3/min");
-        assert!(!l.check("k", 3, 19_000).allowed);
-        assert!(l.check("k", 3, 20_500).allowed);
-        assert!(l.check("other", 3, 0).allowed, "keys are independent");
+        assert!(!l.check("k", 3, 19_000).await.allowed);
+        assert!(l.check("k", 3, 20_500).await.allowed);
+        assert!(l.check("other", 3, 0).await.allowed, "keys are independent");
     }
 }

@@ -27,6 +27,8 @@ pub struct AccountView {
 }
 
 const THIRTY_DAYS_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+/// A long-poll re-reads the store at least this often (a lost cross-node notification only delays it).
+const WAIT_RECHECK_MS: u64 = 1_000;
 
 impl App {
     pub fn parse_request_id(&self, text: &str) -> Result<RequestId, ServiceError> {
@@ -57,8 +59,16 @@ impl App {
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) => break,
+            // Wake up now and then even without an event: the request may run on another node
+            // whose notification was lost.
+            let recheck = (tokio::time::Instant::now() + Duration::from_millis(WAIT_RECHECK_MS)).min(deadline);
+            match tokio::time::timeout_at(recheck, events.recv()).await {
+                Err(_) if recheck >= deadline => break,
+                Err(_) => {
+                    if self.request(caller, id, false).await?.job.status.is_terminal() {
+                        break;
+                    }
+                }
                 Ok(Ok(ev)) if ev.id == *id && ev.status.is_terminal() => break,
                 Ok(Ok(_)) => {}
                 // Fell behind the broadcast: the store has the truth, check it.

@@ -53,11 +53,12 @@ impl Runtime {
     pub fn start(app: &App) -> Runtime {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
-        for i in 0..app.config.builtin_runners.max(1) {
+        for i in 0..app.config.builtin_runners {
             tasks.push(tokio::spawn(builtin_runner(app.clone(), format!("{}/builtin-{i}", app.config.node), stopped.clone())));
         }
         tasks.push(tokio::spawn(sandbox_runner(app.clone(), stopped.clone())));
         tasks.push(tokio::spawn(reaper(app.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(crate::webhooks::deliverer(app.clone(), stopped.clone())));
         tasks.push(tokio::spawn(pruner(app.clone(), stopped)));
         Runtime { stop, tasks }
     }

@@ -71,6 +71,9 @@ impl App {
         let model = self.model(&cmd.model)?;
         let metadata = check_metadata(cmd.metadata)?;
         let webhook_url = cmd.webhook_url.map(check_webhook_url).transpose()?;
+        if let Some(url) = &webhook_url {
+            crate::webhooks::check_destination(url, self.config.allow_private_webhooks)?;
+        }
         let idempotency_key = cmd.idempotency_key.map(check_idempotency_key).transpose()?;
         let checked = self
             .catalog

@@ -152,6 +152,10 @@ pub async fn submit(conn: &mut SqliteConnection, job: NewJob) -> StoreResult<Sub
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
+    if let (Some(url), false) = (job.webhook_url.as_deref(), queued) {
+        // Created terminal (sandbox): its webhook event enters the outbox in this transaction.
+        crate::webhooks::enqueue(conn, &id, account, mode, url, job.now_ms).await?;
+    }
     let queue_position = if queued {
         sqlx::query("UPDATE api_keys SET jobs_queued = jobs_queued + 1 WHERE id = ?")
             .bind(job.key.as_str())
@@ -340,6 +344,10 @@ async fn terminate(conn: &mut SqliteConnection, job: &JobRecord, end: &JobEnd, n
         Some(e) => (LogLevel::Error, format!("{}: {}", e.code, e.message)),
     };
     append_log(conn, &id, line.0, &line.1, now).await?;
+    if let Some(url) = job.webhook_url.as_deref() {
+        // The outbox row commits with the terminal status, so no crash can lose the webhook.
+        crate::webhooks::enqueue(conn, &id, job.account.as_str(), job.mode.as_str(), url, now).await?;
+    }
     rows::job(&row)
 }
 

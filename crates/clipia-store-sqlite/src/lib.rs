@@ -8,6 +8,7 @@
 mod accounts;
 mod jobs;
 mod rows;
+mod webhooks;
 mod writer;
 
 use std::path::Path;
@@ -64,9 +65,7 @@ impl SqliteStore {
         Ok(SqliteStore { reads, writer: Writer::spawn(conn) })
     }
 
-    /// Whole-ledger checks for tests and operators: per account, the balance caches equal the
-    /// ledger's sums, and every resolved reservation captured + released exactly what it held.
-    pub async fn audit(&self) -> StoreResult<Vec<String>> {
+    async fn audit_impl(&self) -> StoreResult<Vec<String>> {
         let mut problems = Vec::new();
         let rows = sqlx::query(
             "SELECT a.id, a.credits_available, a.credits_reserved, \
@@ -329,6 +328,56 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         Ok(QueueStats { queued: row.get::<i64, _>(0) as u64, in_progress: row.get::<i64, _>(1) as u64 })
+    }
+
+    async fn audit(&self) -> StoreResult<Vec<String>> {
+        self.audit_impl().await
+    }
+
+    async fn webhook_secrets(&self, tenant: &Tenant, now_ms: i64) -> StoreResult<Vec<WebhookSecretRecord>> {
+        let mut conn = self.reads.acquire().await.map_err(db_err)?;
+        webhooks::secrets(&mut conn, tenant, now_ms).await
+    }
+
+    async fn ensure_webhook_secret(&self, tenant: &Tenant, candidate: &str, now_ms: i64) -> StoreResult<Vec<WebhookSecretRecord>> {
+        let (tenant, candidate) = (tenant.clone(), candidate.to_owned());
+        self.writer
+            .write(move |c| Box::pin(async move { webhooks::ensure_secret(c, &tenant, &candidate, now_ms).await }))
+            .await
+    }
+
+    async fn rotate_webhook_secret(&self, tenant: &Tenant, new_secret: &str, overlap_ms: i64, now_ms: i64) -> StoreResult<Vec<WebhookSecretRecord>> {
+        let (tenant, new_secret) = (tenant.clone(), new_secret.to_owned());
+        self.writer
+            .write(move |c| Box::pin(async move { webhooks::rotate_secret(c, &tenant, &new_secret, overlap_ms, now_ms).await }))
+            .await
+    }
+
+    async fn claim_webhooks(&self, claim: WebhookClaim<'_>) -> StoreResult<Vec<WebhookDelivery>> {
+        let in_flight = claim.in_flight.clone();
+        let (now_ms, lease_ms, limit, per_host_max) = (claim.now_ms, claim.lease_ms, claim.limit, claim.per_host_max);
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let claim = WebhookClaim { now_ms, lease_ms, limit, per_host_max, in_flight: &in_flight };
+                    webhooks::claim(c, &claim).await
+                })
+            })
+            .await
+    }
+
+    async fn record_webhook_attempt(&self, attempt: WebhookAttempt, next: DeliveryNext, now_ms: i64) -> StoreResult<()> {
+        self.writer.write(move |c| Box::pin(async move { webhooks::record_attempt(c, &attempt, &next, now_ms).await })).await
+    }
+
+    async fn webhook_deliveries(&self, tenant: &Tenant, request: &RequestId) -> StoreResult<Vec<DeliveryLog>> {
+        let mut conn = self.reads.acquire().await.map_err(db_err)?;
+        webhooks::deliveries(&mut conn, tenant, request).await
+    }
+
+    async fn resend_webhook(&self, tenant: &Tenant, request: &RequestId, now_ms: i64) -> StoreResult<ResendOutcome> {
+        let (tenant, request) = (tenant.clone(), *request);
+        self.writer.write(move |c| Box::pin(async move { webhooks::resend(c, &tenant, &request, now_ms).await })).await
     }
 
     async fn prune_idempotency(&self, before_ms: i64) -> StoreResult<u64> {

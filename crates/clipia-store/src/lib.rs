@@ -85,7 +85,41 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_leases(&self, now_ms: i64) -> StoreResult<Vec<RequestId>>;
     async fn queue_stats(&self) -> StoreResult<QueueStats>;
 
+    // ---- webhooks (SPEC §8) -----------------------------------------------------------------
+    // The outbox rows themselves are written by `submit` (jobs created already terminal) and by
+    // every transition to a terminal status (`finish`, `cancel`, `expire_leases`), in the same
+    // transaction as that status, for jobs with a `webhook_url`: one row per event, with a fresh
+    // UUID as its webhook id, `state` pending, `next_attempt_at` = the transition's time.
+
+    /// The tenant's active signing secrets (current and, within 24 h of a rotation, previous),
+    /// oldest first. Empty when none was ever created. Secrets past `expires_at` are left out.
+    async fn webhook_secrets(&self, tenant: &Tenant, now_ms: i64) -> StoreResult<Vec<WebhookSecretRecord>>;
+    /// Makes `candidate` the tenant's current secret if it has none (lazily, on first use);
+    /// otherwise changes nothing. Returns the active secrets, oldest first.
+    async fn ensure_webhook_secret(&self, tenant: &Tenant, candidate: &str, now_ms: i64) -> StoreResult<Vec<WebhookSecretRecord>>;
+    /// Rotation: the current secret gets `expires_at = now_ms + overlap_ms` (secrets already
+    /// expiring keep their earlier time) and `new_secret` becomes current. Returns the active
+    /// secrets, oldest first (the new one last).
+    async fn rotate_webhook_secret(&self, tenant: &Tenant, new_secret: &str, overlap_ms: i64, now_ms: i64) -> StoreResult<Vec<WebhookSecretRecord>>;
+    /// Leases due, pending deliveries (`next_attempt_at <= now_ms`), oldest due first, within
+    /// the claim's total and per-host limits: each gets `attempts + 1` and
+    /// `next_attempt_at = now_ms + lease_ms`. Returned as they are after the claim.
+    async fn claim_webhooks(&self, claim: WebhookClaim<'_>) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Records an attempt (always) and, when the delivery's `attempts` still equals
+    /// `attempt.number` (no newer claim took over, e.g. after a resend), applies `next`.
+    async fn record_webhook_attempt(&self, attempt: WebhookAttempt, next: DeliveryNext, now_ms: i64) -> StoreResult<()>;
+    /// A request's deliveries with their attempts, oldest first; empty across tenants.
+    async fn webhook_deliveries(&self, tenant: &Tenant, request: &RequestId) -> StoreResult<Vec<DeliveryLog>>;
+    /// Sends a request's event again: its latest delivery becomes pending and due now, starting
+    /// a new round of the retry schedule (`round_start = attempts`), keeping its webhook id. A
+    /// terminal request with a `webhook_url` but no delivery yet gets one.
+    async fn resend_webhook(&self, tenant: &Tenant, request: &RequestId, now_ms: i64) -> StoreResult<ResendOutcome>;
+
     // ---- housekeeping -------------------------------------------------------------------------
+    /// Checks the ledger invariants over the whole store; each problem found is one line.
+    /// Per account: the balance equals the ledger's sums. Per job: its reservation is resolved
+    /// exactly when the job is terminal, and captured + released = reserved.
+    async fn audit(&self) -> StoreResult<Vec<String>>;
     async fn prune_idempotency(&self, before_ms: i64) -> StoreResult<u64>;
     /// A named server-wide secret, created on first use so that every node shares it.
     async fn secret(&self, name: &str, generate: &(dyn Fn() -> String + Send + Sync)) -> StoreResult<String>;

@@ -260,3 +260,123 @@ pub struct QueueStats {
     pub queued: u64,
     pub in_progress: u64,
 }
+
+// ---- webhooks (SPEC §8) ---------------------------------------------------------------------
+
+/// One signing secret of a tenant. A tenant has one current secret (`expires_at: None`) and,
+/// for 24 h after a rotation, the previous one beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSecretRecord {
+    /// `whsec_…`, as shown to the owner and used to sign.
+    pub secret: String,
+    pub created_at: i64,
+    /// When a rotated-out secret stops signing; `None` for the current one.
+    pub expires_at: Option<i64>,
+}
+
+/// Where a delivery (one event for one request) stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (or being attempted now, under a lease).
+    Pending,
+    /// A receiver answered 2xx.
+    Delivered,
+    /// Given up: 410, a refused destination, or the retry schedule ran out.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryState> {
+        [DeliveryState::Pending, DeliveryState::Delivered, DeliveryState::Failed].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A row of the webhook outbox: one event of one request, written in the same transaction as
+/// the request's terminal status, and attempted until delivered or given up.
+#[derive(Clone, Debug)]
+pub struct WebhookDelivery {
+    /// The webhook id (a UUID): the same on every attempt and resend of this event.
+    pub id: String,
+    pub request_id: RequestId,
+    pub tenant: Tenant,
+    pub url: String,
+    /// `clipia_core::webhook::destination_host(url)`: what per-destination limits count by.
+    pub host: String,
+    pub state: DeliveryState,
+    /// Attempts made so far, over all rounds; a claim increments it, so a claimed delivery's
+    /// `attempts` is the number of the attempt being made.
+    pub attempts: u32,
+    /// `attempts` when the current round began (0, or the count at the last resend): the retry
+    /// schedule restarts at each resend.
+    pub round_start: u32,
+    /// When the next attempt is due; while claimed, when the claim's lease runs out.
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// One attempt to deliver, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookAttempt {
+    pub webhook_id: String,
+    /// 1, 2, …: the delivery's `attempts` when it was claimed.
+    pub number: u32,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    /// The receiver's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    /// Why the attempt failed without an answer (timeout, connection refused, refused address),
+    /// or why a non-2xx answer ended the delivery.
+    pub error: Option<String>,
+}
+
+/// What follows a recorded attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryNext {
+    Delivered,
+    Retry { at_ms: i64 },
+    Failed { reason: String },
+}
+
+/// Asks for due deliveries to attempt now.
+pub struct WebhookClaim<'a> {
+    pub now_ms: i64,
+    /// Claimed rows get `next_attempt_at = now_ms + lease_ms`: if this node dies mid-send, the
+    /// row becomes due again then and is re-sent (at-least-once).
+    pub lease_ms: i64,
+    /// The most rows to return.
+    pub limit: u32,
+    /// The most deliveries in flight to one `host` at once.
+    pub per_host_max: u32,
+    /// Deliveries this node already has in flight, by host: a host gets at most
+    /// `per_host_max - in_flight[host]` more rows.
+    pub in_flight: &'a std::collections::HashMap<String, u32>,
+}
+
+/// A delivery with its attempts, oldest first.
+#[derive(Clone, Debug)]
+pub struct DeliveryLog {
+    pub delivery: WebhookDelivery,
+    pub attempts: Vec<WebhookAttempt>,
+}
+
+#[derive(Clone, Debug)]
+pub enum ResendOutcome {
+    /// The request's delivery is due now (a new round of the same event, same webhook id).
+    Armed(WebhookDelivery),
+    /// The tenant has no such request.
+    NotFound,
+    /// The request has no `webhook_url`.
+    NoWebhookUrl,
+    /// The request has not finished, so there is no event yet.
+    NotTerminal,
+}

@@ -9,3 +9,4 @@ pub mod models;
 pub mod ops;
 pub mod requests;
 pub mod submit;
+pub mod webhooks;
