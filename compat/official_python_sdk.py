@@ -68,5 +68,40 @@ assert first.request_id == again.request_id
 expect_error(lambda: live.submit("clipia-mosaic", input={"prompt": "twice"}, idempotency_key="compat-1"),
              409, "idempotency_key_reuse")
 
+# A webhook delivery verifies with the official SDK's helper, against the raw body.
+import http.server
+import json
+import queue
+import threading
+import urllib.request
+
+received = queue.Queue()
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        received.put((dict(self.headers.items()), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+hook = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+threading.Thread(target=hook.serve_forever, daemon=True).start()
+request = urllib.request.Request(base + "/v1/webhooks/secret",
+                                 headers={"Authorization": "Bearer " + os.environ["CLIPIA_TEST_KEY"]})
+secret = json.load(urllib.request.urlopen(request))["secret"]
+sent = test.submit("clipia-mosaic", input={"prompt": "hook"},
+                   webhook_url=f"http://127.0.0.1:{hook.server_address[1]}/hook")
+headers, body = received.get(timeout=30)
+assert clipia.verify_signature(secret, headers, body), headers
+assert not clipia.verify_signature(secret, headers, body + b" "), "a changed body fails"
+event = json.loads(body)
+assert event["request_id"] == sent.request_id and event["status"] == "OK", event
+hook.shutdown()
+
 print("official SDK", clipia.__version__, "works against this server")
 sys.exit(0)

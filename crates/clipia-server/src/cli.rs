@@ -82,7 +82,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub builtin_runners: Option<usize>,
     /// Lease of a running job: if its runner stops renewing it for this long, the job runs again elsewhere.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 10_000)]
     pub lease_ms: i64,
     /// On shutdown, how long running jobs may take to finish before they are handed back to the queue.
     #[arg(long, default_value_t = 10_000)]
@@ -100,6 +100,14 @@ pub struct ServeArgs {
     /// Multiplies the webhook retry schedule (tests and demos; 1 in production).
     #[arg(long, default_value_t = 1.0, hide = true)]
     pub webhook_retry_scale: f64,
+    /// Where output files go: a directory (default: `files/` in the data directory) or
+    /// `s3://bucket[/prefix]` for S3-compatible object storage shared by several nodes
+    /// (credentials and region from the AWS_* environment variables).
+    #[arg(long, env = "CLIPIA_FILES_URL")]
+    pub files_url: Option<String>,
+    /// The endpoint of an S3-compatible server (MinIO, Ceph, …) for an s3:// --files-url.
+    #[arg(long, env = "CLIPIA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,

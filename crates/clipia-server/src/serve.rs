@@ -10,7 +10,8 @@ use clipia_core::keys::random_token;
 use clipia_core::{ApiKey, Mode, Scopes};
 use clipia_http::{AppState, Metrics};
 use clipia_service::runner::Runtime;
-use clipia_service::{App, Config, LocalFiles, LocalRateLimiter, RateLimiter, SystemClock, UrlSigner};
+use clipia_service::objects::{S3Files, S3Location};
+use clipia_service::{App, Config, FileStore, LocalFiles, LocalRateLimiter, RateLimiter, SystemClock, UrlSigner};
 use clipia_store::{NewKey, Store, StoreError};
 
 use crate::admin::open_backend;
@@ -39,12 +40,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backend = open_backend(&args.store).await?;
     let store = backend.store.clone();
     let public_url = args.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned());
-    let display_url = public_url.clone().unwrap_or_else(|| format!("http://{}", args.bind));
-    bootstrap(&*store, args.starter_credits, &display_url).await?;
 
     // Bound before the services start, so that webhook payloads can name the real address.
     let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
+    let display_url = public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    bootstrap(&*store, args.starter_credits, &display_url).await?;
     let secret = store.secret(FILE_URL_SECRET, &|| random_token(48)).await?;
     let config = Config {
         lease_ms: args.lease_ms.max(100),
@@ -68,7 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app = App::new(
         store,
         Arc::new(catalog),
-        Arc::new(LocalFiles::new(&args.store.data_dir.join("files"))),
+        open_files(&args)?,
         UrlSigner::new(&secret),
         Arc::new(SystemClock),
         limiter,
@@ -93,6 +94,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_millis(HTTP_GRACE_MS), server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Output files: on S3-compatible storage for an `s3://` --files-url, else in a directory.
+fn open_files(args: &ServeArgs) -> anyhow::Result<Arc<dyn FileStore>> {
+    match args.files_url.as_deref() {
+        Some(url) if url.starts_with("s3://") => {
+            let location = S3Location::parse(url, args.s3_endpoint.clone())
+                .with_context(|| format!("--files-url {url:?} is not s3://bucket[/prefix]"))?;
+            Ok(Arc::new(S3Files::new(&location).map_err(anyhow::Error::msg)?))
+        }
+        Some(dir) => Ok(Arc::new(LocalFiles::new(std::path::Path::new(dir.strip_prefix("file://").unwrap_or(dir))))),
+        None => Ok(Arc::new(LocalFiles::new(&args.store.data_dir.join("files")))),
+    }
 }
 
 async fn shutdown_signal() {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod files;
+pub mod objects;
 pub mod output;
 pub mod ratelimit;
 pub mod requests;
@@ -64,7 +65,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            lease_ms: 30_000,
+            lease_ms: 10_000,
             builtin_runners: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             requests_per_minute_default: clipia_core::limits::REQUESTS_PER_MINUTE_DEFAULT,
             concurrent_generations_default: clipia_core::limits::CONCURRENT_GENERATIONS_DEFAULT,

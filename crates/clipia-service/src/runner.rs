@@ -89,19 +89,23 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// This node's claim on the next job of `lane`, under its lease and default limits.
+fn claim_request<'a>(app: &App, lane: &'a str, runner: &'a str) -> ClaimRequest<'a> {
+    ClaimRequest {
+        lane,
+        runner,
+        lease_ms: app.config.lease_ms,
+        now_ms: app.now_ms(),
+        concurrency_default: app.config.concurrent_generations_default,
+    }
+}
+
 async fn builtin_runner(app: App, runner: String, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         let woken = app.wake_builtin.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let claim = ClaimRequest {
-            lane: LANE_BUILTIN,
-            runner: &runner,
-            lease_ms: app.config.lease_ms,
-            now_ms: app.now_ms(),
-            concurrency_default: app.config.concurrent_generations_default,
-        };
-        match app.store.claim(claim).await {
+        match app.store.claim(claim_request(&app, LANE_BUILTIN, &runner)).await {
             Ok(Some(claimed)) => {
                 let (job, flags) = (claimed.job.clone(), Arc::new(RunFlags::default()));
                 supervise(&app, claimed, &mut stop, flags.clone(), execute_builtin(app.clone(), job, flags)).await;
@@ -269,14 +273,7 @@ async fn sandbox_runner(app: App, mut stop: watch::Receiver<bool>) {
         let woken = app.wake_sandbox.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let claim = ClaimRequest {
-            lane: LANE_SANDBOX,
-            runner: &runner,
-            lease_ms: app.config.lease_ms,
-            now_ms: app.now_ms(),
-            concurrency_default: app.config.concurrent_generations_default,
-        };
-        match app.store.claim(claim).await {
+        match app.store.claim(claim_request(&app, LANE_SANDBOX, &runner)).await {
             Ok(Some(claimed)) => {
                 let (app, mut stop) = (app.clone(), stop.clone());
                 running.spawn(async move {

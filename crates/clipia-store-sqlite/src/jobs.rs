@@ -397,7 +397,10 @@ pub async fn expire_leases(conn: &mut SqliteConnection, now: i64) -> StoreResult
     let mut ids = Vec::with_capacity(expired.len());
     for row in &expired {
         let job = rows::job(row)?;
-        if job.attempt >= JOB_ATTEMPTS_MAX {
+        if job.cancel_requested {
+            // Its owner asked to stop it: a lost runner ends it rather than running it again.
+            terminate(conn, &job, &JobEnd::Canceled, now).await?;
+        } else if job.attempt >= JOB_ATTEMPTS_MAX {
             let error = JobError::new(
                 ERROR_WORKER_LOST,
                 format!("The job's runner stopped responding {} times; credits were refunded.", job.attempt),

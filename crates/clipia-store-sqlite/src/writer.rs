@@ -5,6 +5,15 @@
 //! transaction (each inside its own savepoint, so one failing operation rolls back alone) and
 //! share one durable commit. A caller's answer is sent only after that commit, so an
 //! acknowledged write is never lost.
+//!
+//! Two choices here are about speed (see BENCHMARKS.md):
+//! - The writer runs on its own OS thread with its own single-threaded runtime. Every statement
+//!   is a round trip to sqlx's per-connection SQLite thread; on the shared runtime, each of those
+//!   wake-ups put the writer at the back of a run queue full of HTTP tasks, so one submit's ten
+//!   statements waited behind hundreds of other tasks. On its own thread the writer is woken at
+//!   once, and the batch it holds the write lock for finishes sooner.
+//! - The savepoint statements between operations are sent together (`RELEASE op; SAVEPOINT
+//!   op`), one round trip per operation instead of two.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const BATCH_OPS_MAX: usize = 256;
 /// Writes waiting for the writer; senders wait when it is full (back-pressure).
 pub const QUEUE_OPS_MAX: usize = 4096;
+/// Name of the writer's OS thread (shows in `top -H`, `perf`).
+const WRITER_THREAD_NAME: &str = "clipia-writer";
 
 type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 pub type OpFuture<'c> = Pin<Box<dyn Future<Output = (bool, Deliver)> + Send + 'c>>;
@@ -31,7 +42,17 @@ pub struct Writer {
 impl Writer {
     pub fn spawn(conn: SqliteConnection) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE_OPS_MAX);
-        tokio::spawn(run(conn, rx));
+        // The thread ends when every `Writer` handle is gone (the channel closes).
+        std::thread::Builder::new()
+            .name(WRITER_THREAD_NAME.into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime.block_on(run(conn, rx)),
+                    // Dropping `rx` fails every write with "the store is shut down".
+                    Err(e) => tracing::error!(error = %e, "cannot start the writer's runtime"),
+                }
+            })
+            .expect("spawning the writer thread");
         Writer { ops: tx }
     }
 
@@ -79,28 +100,34 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
 }
 
 async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>, delivers: &mut Vec<Deliver>) -> Result<(), String> {
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE; SAVEPOINT op").execute(&mut *conn).await {
         // Nothing ran: every operation in the batch fails with the reason.
-        for op in batch.drain(..) {
-            drop(op);
-        }
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        batch.clear();
         return Err(format!("begin: {e}"));
     }
-    for op in batch.drain(..) {
-        let savepoint = sqlx::query("SAVEPOINT op").execute(&mut *conn).await;
+    let ops = batch.len();
+    // Each operation runs inside savepoint `op`; a failed one is rolled back alone.
+    for (i, op) in batch.drain(..).enumerate() {
         let (failed, deliver) = op(conn).await;
         delivers.push(deliver);
-        if savepoint.is_ok() {
-            if failed {
-                let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
+        if failed {
+            if let Err(e) = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await {
+                return abort(conn, "rollback to savepoint", e).await;
             }
-            let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
+        }
+        let next = if i + 1 == ops { "RELEASE op; COMMIT" } else { "RELEASE op; SAVEPOINT op" };
+        if let Err(e) = sqlx::query(next).execute(&mut *conn).await {
+            // The batch's remaining operations are dropped unrun: their callers get an error.
+            return abort(conn, if i + 1 == ops { "commit" } else { "savepoint" }, e).await;
         }
     }
-    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        tracing::error!(error = %e, "group commit failed");
-        return Err(format!("commit: {e}"));
-    }
     Ok(())
+}
+
+/// Rolls the whole batch back: nothing in it is acknowledged.
+async fn abort(conn: &mut SqliteConnection, step: &str, e: sqlx::Error) -> Result<(), String> {
+    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    tracing::error!(error = %e, step, "group commit failed");
+    Err(format!("{step}: {e}"))
 }

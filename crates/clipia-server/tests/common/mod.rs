@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_clipia-server");
+/// Connections each test server (and admin command) opens to PostgreSQL at most.
+const PG_POOL_CONNECTIONS: &str = "4";
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -126,6 +128,9 @@ impl TestServer {
         if let StoreKind::Postgres(url) = &self.store {
             args.push("--database-url".to_owned());
             args.push(url.clone());
+            // Many test servers share one PostgreSQL (100 connections by default).
+            args.push("--database-pool".to_owned());
+            args.push(PG_POOL_CONNECTIONS.to_owned());
         }
         args
     }
@@ -137,6 +142,7 @@ impl TestServer {
             .open(self.data_dir.join("server.log"))
             .expect("log file");
         let mut child = Command::new(BIN)
+            .env_remove("DATABASE_URL") // the store is chosen by store_args alone
             .arg("serve")
             .args(self.store_args())
             .args(["--bind", "127.0.0.1:0"])
@@ -206,14 +212,14 @@ impl TestServer {
 
     /// Runs an admin command (`keys create …`) against this server's store; returns stdout.
     pub fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN).args(args).args(self.store_args()).output().expect("run admin command");
+        let out = Command::new(BIN).env_remove("DATABASE_URL").args(args).args(self.store_args()).output().expect("run admin command");
         assert!(out.status.success(), "admin {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// Runs an admin command expected to fail; returns stderr.
     pub fn admin_fails(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN).args(args).args(self.store_args()).output().expect("run admin command");
+        let out = Command::new(BIN).env_remove("DATABASE_URL").args(args).args(self.store_args()).output().expect("run admin command");
         assert!(!out.status.success(), "admin {args:?} should have failed");
         String::from_utf8(out.stderr).unwrap()
     }
