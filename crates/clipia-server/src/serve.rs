@@ -162,16 +162,26 @@ async fn bootstrap(store: &dyn Store, starter_credits: u64, url: &str) -> anyhow
          Webhook signing secrets (again with `clipia-server webhooks secret --account default --mode live|test`):\n\
          \x20 live: {}\n\
          \x20 test: {}\n\n\
-         Try it:\n\
-         \x20 export CLIPIA_KEY={}\n\
+         Your first job — a test key completes at once with a sample and costs nothing:\n\
+         \x20 export CLIPIA_KEY={test}\n\
+         \x20 curl -X POST {url}/v1/models/nano-banana-2 -H \"Authorization: Key $CLIPIA_KEY\" \\\n\
+         \x20   -H \"Content-Type: application/json\" -H \"Idempotency-Key: $(uuidgen)\" \\\n\
+         \x20   -d '{{ \"input\": {{ \"prompt\": \"a sunset over mountains, cinematic\" }} }}'\n\
+         \x20 curl {url}/v1/requests/<request_id> -H \"Authorization: Key $CLIPIA_KEY\"\n\n\
+         A live key spends credits and renders a real PNG on this machine's CPU:\n\
+         \x20 export CLIPIA_KEY={live}\n\
          \x20 curl -X POST {url}/v1/models/clipia-landscape -H \"Authorization: Key $CLIPIA_KEY\" \\\n\
-         \x20   -H \"Content-Type: application/json\" -d '{{\"input\": {{\"prompt\": \"a sunset over mountains, cinematic\"}}}}'\n",
+         \x20   -H \"Content-Type: application/json\" -H \"Idempotency-Key: $(uuidgen)\" \\\n\
+         \x20   -d '{{ \"input\": {{ \"prompt\": \"a sunset over mountains, cinematic\" }} }}'\n\
+         \x20 curl \"{url}/v1/requests/<request_id>/status?wait=30\" -H \"Authorization: Key $CLIPIA_KEY\"\n\
+         \x20 curl {url}/v1/requests/<request_id> -H \"Authorization: Key $CLIPIA_KEY\"\n",
         account.id,
         live.expose(),
         test.expose(),
         live_whsec,
         test_whsec,
-        live.expose(),
+        test = test.expose(),
+        live = live.expose(),
     );
     Ok(())
 }

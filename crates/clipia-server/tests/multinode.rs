@@ -395,8 +395,8 @@ async fn output_files_live_on_object_storage_shared_by_the_nodes() {
     assert_eq!(served.headers()["content-type"], "image/png");
     let bytes = served.bytes().await.unwrap();
     assert!(bytes.starts_with(b"\x89PNG"), "a real PNG");
-    let direct = reqwest::get(format!("{}/{bucket}/outputs/{id}/0.png", moto.endpoint)).await.unwrap();
-    assert_eq!(direct.status(), 200, "the object is in the bucket");
-    assert_eq!(direct.bytes().await.unwrap(), bytes);
+    let anonymous = reqwest::get(format!("{}/{bucket}/outputs/{id}/0.png", moto.endpoint)).await.unwrap();
+    assert_eq!(anonymous.status(), 403, "the bucket stays private; files go out through signed URLs only");
     assert!(common::read_dir_files(&first.data_path("files")).is_empty(), "nothing on the API node's disk");
+    assert!(common::read_dir_files(&worker_dir.path().join("files")).is_empty(), "nothing on the worker's disk");
 }

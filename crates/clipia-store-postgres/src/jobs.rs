@@ -31,14 +31,25 @@ pub async fn by_id(conn: &mut PgConnection, id: &str, lock: bool) -> StoreResult
 }
 
 pub async fn queue_position(conn: &mut PgConnection, id: &str) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM jobs q, jobs me WHERE me.id = $1 AND me.status = 'IN_QUEUE' \
-         AND q.status = 'IN_QUEUE' AND q.lane = me.lane AND q.vtime < me.vtime",
-    )
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    // The job's own lane and virtual time first (one index lookup), then a range count on the
+    // partial queue index; written so that no generic plan can turn it into a join.
+    let me: Option<(String, i64)> = sqlx::query_as("SELECT lane, vtime FROM jobs WHERE id = $1 AND status = 'IN_QUEUE'")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let Some((lane, vtime)) = me else { return Ok(0) };
+    lane_position(conn, &lane, vtime).await
+}
+
+/// Queued jobs of `lane` ahead of virtual time `vtime`.
+async fn lane_position(conn: &mut PgConnection, lane: &str, vtime: i64) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'IN_QUEUE' AND lane = $1 AND vtime < $2")
+        .bind(lane)
+        .bind(vtime)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
     Ok(n.max(0) as u64)
 }
 
@@ -193,7 +204,7 @@ pub async fn submit(conn: &mut PgConnection, job: &NewJob) -> StoreResult<Submit
         .await
         .map_err(db_err)?;
     }
-    let queue_position = if queued { queue_position(conn, &id).await? } else { 0 };
+    let queue_position = if queued { lane_position(conn, &job.lane, vtime).await? } else { 0 };
     let snapshot = SubmitSnapshot {
         request_id: job.id,
         status,
@@ -459,7 +470,10 @@ pub async fn expire_leases(conn: &mut PgConnection, now: i64) -> StoreResult<Vec
     expired.sort_by(|a, b| (a.account.as_str(), a.key.as_str()).cmp(&(b.account.as_str(), b.key.as_str())));
     let mut out = Vec::with_capacity(expired.len());
     for job in expired {
-        if job.attempt >= JOB_ATTEMPTS_MAX {
+        if job.cancel_requested {
+            // Its owner asked to stop it: a lost runner ends it rather than running it again.
+            out.push(terminate(conn, &job, &JobEnd::Canceled, now).await?);
+        } else if job.attempt >= JOB_ATTEMPTS_MAX {
             let error = JobError::new(
                 ERROR_WORKER_LOST,
                 format!("The job's runner stopped responding {} times; credits were refunded.", job.attempt),

@@ -59,63 +59,72 @@ fn snapshot_from_json(text: &str) -> StoreResult<SubmitSnapshot> {
 pub async fn submit(conn: &mut SqliteConnection, job: NewJob) -> StoreResult<SubmitOutcome> {
     let account = job.tenant.account.as_str();
     let mode = job.tenant.mode.as_str();
-    if let Some(idem) = &job.idempotency {
-        let row = sqlx::query("SELECT fingerprint, response FROM idempotency WHERE account_id = ? AND mode = ? AND key = ?")
-            .bind(account)
-            .bind(mode)
-            .bind(&idem.key)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        if let Some(row) = row {
-            let fingerprint: String = row.get(0);
-            if fingerprint != idem.fingerprint {
-                return Ok(SubmitOutcome::IdempotencyConflict);
-            }
-            return Ok(SubmitOutcome::Replayed(snapshot_from_json(row.get::<&str, _>(1))?));
+    // Everything the decision needs, in one statement: every statement costs a round trip to
+    // SQLite's thread while the writer holds the write lock.
+    let state = sqlx::query(
+        "SELECT a.credits_available, a.credits_reserved, a.last_vtime, k.jobs_queued, \
+                coalesce(q.vclock, 0), coalesce(q.queued, 0), coalesce(q.max_vtime, 0), i.fingerprint, i.response \
+         FROM accounts a JOIN api_keys k ON k.id = ?2 \
+         LEFT JOIN queue_clock q ON q.lane = ?3 \
+         LEFT JOIN idempotency i ON i.account_id = a.id AND i.mode = ?4 AND i.key = ?5 \
+         WHERE a.id = ?1",
+    )
+    .bind(account)
+    .bind(job.key.as_str())
+    .bind(&job.lane)
+    .bind(mode)
+    .bind(job.idempotency.as_ref().map(|i| i.key.as_str()))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if let (Some(idem), Some(fingerprint)) = (&job.idempotency, state.get::<Option<String>, _>(7)) {
+        if fingerprint != idem.fingerprint {
+            return Ok(SubmitOutcome::IdempotencyConflict);
         }
+        return Ok(SubmitOutcome::Replayed(snapshot_from_json(state.get::<&str, _>(8))?));
     }
+    let (available, reserved, last_vtime): (i64, i64, i64) = (state.get(0), state.get(1), state.get(2));
+    let (key_queued, clock, lane_queued, lane_max_vtime): (i64, i64, i64, i64) =
+        (state.get(3), state.get(4), state.get(5), state.get(6));
     let queued = matches!(job.initial, InitialState::Queued { .. });
-    if queued {
-        let n: i64 = sqlx::query_scalar("SELECT jobs_queued FROM api_keys WHERE id = ?")
-            .bind(job.key.as_str())
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        if n >= i64::from(job.queued_jobs_max) {
-            return Ok(SubmitOutcome::QueueFull { queued_jobs_max: job.queued_jobs_max });
-        }
+    if queued && key_queued >= i64::from(job.queued_jobs_max) {
+        return Ok(SubmitOutcome::QueueFull { queued_jobs_max: job.queued_jobs_max });
     }
     let id = job.id.to_string();
+    let (mut available, mut reserved) = (available as u64, reserved as u64);
     if job.reserve {
-        let balance = crate::accounts::balance(conn, &job.tenant.account).await?;
-        if balance.available < job.cost {
-            return Ok(SubmitOutcome::InsufficientCredits { cost: job.cost, available: balance.available });
+        if available < job.cost {
+            return Ok(SubmitOutcome::InsufficientCredits { cost: job.cost, available });
         }
-        post_entry(conn, &job.tenant.account, EntryKind::Reserve, job.cost as i64, Some(&id), None, job.now_ms).await?;
-        sqlx::query("INSERT INTO reservations (request_id, account_id, amount) VALUES (?, ?, ?)")
-            .bind(&id)
+        (available, reserved) = clipia_core::ledger::apply(available, reserved, EntryKind::Reserve, job.cost as i64)
+            .ok_or_else(|| StoreError::Backend("reservation overflow".into()))?;
+        sqlx::query(
+            "INSERT INTO ledger (account_id, kind, amount, request_id, created_at) VALUES (?1, 'reserve', ?2, ?3, ?4); \
+             INSERT INTO reservations (request_id, account_id, amount) VALUES (?3, ?1, ?2)",
+        )
+        .bind(account)
+        .bind(job.cost as i64)
+        .bind(&id)
+        .bind(job.now_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
+
+    // Fair queuing: a queued job's virtual time is one past the later of the lane's clock and
+    // its account's latest job, so a newly active account interleaves with a long backlog.
+    // Jobs finished at submit (sandbox) never queue and take the lane's clock as it is.
+    let vtime = if queued { clock.max(last_vtime) + 1 } else { clock };
+    if job.reserve || queued {
+        sqlx::query("UPDATE accounts SET credits_available = ?, credits_reserved = ?, last_vtime = ? WHERE id = ?")
+            .bind(available as i64)
+            .bind(reserved as i64)
+            .bind(if queued { vtime } else { last_vtime })
             .bind(account)
-            .bind(job.cost as i64)
             .execute(&mut *conn)
             .await
             .map_err(db_err)?;
     }
-
-    // Fair queuing: a job's virtual time is one past the later of the lane's clock and its
-    // account's latest job, so a newly active account interleaves with a long backlog.
-    let clock: i64 = sqlx::query_scalar("SELECT coalesce((SELECT vclock FROM queue_clock WHERE lane = ?), 0)")
-        .bind(&job.lane)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    let last: i64 = sqlx::query_scalar("SELECT last_vtime FROM accounts WHERE id = ?")
-        .bind(account)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    let vtime = clock.max(last) + 1;
-    sqlx::query("UPDATE accounts SET last_vtime = ? WHERE id = ?").bind(vtime).bind(account).execute(&mut *conn).await.map_err(db_err)?;
 
     let (status, run_after, output, error, completed_at, charged) = match &job.initial {
         InitialState::Queued { run_after } => (Status::InQueue, *run_after, None, None, None, None),
@@ -157,19 +166,31 @@ pub async fn submit(conn: &mut SqliteConnection, job: NewJob) -> StoreResult<Sub
         crate::webhooks::enqueue(conn, &id, account, mode, url, job.now_ms).await?;
     }
     let queue_position = if queued {
-        sqlx::query("UPDATE api_keys SET jobs_queued = jobs_queued + 1 WHERE id = ?")
-            .bind(job.key.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        Some(queue_position(conn, &id).await?)
+        sqlx::query(
+            "UPDATE api_keys SET jobs_queued = jobs_queued + 1 WHERE id = ?1; \
+             INSERT INTO queue_clock (lane, vclock, queued, max_vtime) VALUES (?2, 0, 1, ?3) \
+             ON CONFLICT (lane) DO UPDATE SET queued = queued + 1, max_vtime = max(max_vtime, excluded.max_vtime)",
+        )
+        .bind(job.key.as_str())
+        .bind(&job.lane)
+        .bind(vtime)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        // Behind every queued job (the usual case), the position is the lane's count; placed
+        // ahead by fair queuing, it is near the front, where counting is cheap.
+        if vtime > lane_max_vtime {
+            lane_queued as u64
+        } else {
+            queue_position(conn, &id).await?
+        }
     } else {
-        None
+        0
     };
     let snapshot = SubmitSnapshot {
         request_id: job.id,
         status,
-        queue_position: queue_position.or(Some(0)),
+        queue_position: Some(queue_position),
         cost: job.cost,
         warnings: job.warnings.clone(),
     };
@@ -273,7 +294,7 @@ pub async fn claim(conn: &mut SqliteConnection, c: &ClaimRequest<'_>) -> StoreRe
         .map_err(db_err)?;
     sqlx::query(
         "INSERT INTO queue_clock (lane, vclock) VALUES (?1, ?2) \
-         ON CONFLICT (lane) DO UPDATE SET vclock = max(vclock, excluded.vclock)",
+         ON CONFLICT (lane) DO UPDATE SET vclock = max(vclock, excluded.vclock), queued = max(queued - 1, 0)",
     )
     .bind(c.lane)
     .bind(vtime)
@@ -334,10 +355,13 @@ async fn terminate(conn: &mut SqliteConnection, job: &JobRecord, end: &JobEnd, n
         .await
         .map_err(db_err)?;
     let counter = match job.status {
-        Status::InQueue => "UPDATE api_keys SET jobs_queued = jobs_queued - 1 WHERE id = ?",
-        _ => "UPDATE api_keys SET jobs_running = jobs_running - 1 WHERE id = ?",
+        Status::InQueue => {
+            "UPDATE api_keys SET jobs_queued = jobs_queued - 1 WHERE id = ?1; \
+             UPDATE queue_clock SET queued = max(queued - 1, 0) WHERE lane = ?2"
+        }
+        _ => "UPDATE api_keys SET jobs_running = jobs_running - 1 WHERE id = ?1",
     };
-    sqlx::query(counter).bind(job.key.as_str()).execute(&mut *conn).await.map_err(db_err)?;
+    sqlx::query(counter).bind(job.key.as_str()).bind(&job.lane).execute(&mut *conn).await.map_err(db_err)?;
     settle(conn, job, settlement, now).await?;
     let line = match &error {
         None => (LogLevel::Info, "completed".to_owned()),
@@ -380,8 +404,12 @@ async fn requeue(conn: &mut SqliteConnection, job: &JobRecord, why: &str, now: i
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
-    sqlx::query("UPDATE api_keys SET jobs_queued = jobs_queued + 1, jobs_running = jobs_running - 1 WHERE id = ?")
+    sqlx::query(
+        "UPDATE api_keys SET jobs_queued = jobs_queued + 1, jobs_running = jobs_running - 1 WHERE id = ?1; \
+         UPDATE queue_clock SET queued = queued + 1 WHERE lane = ?2",
+    )
         .bind(job.key.as_str())
+        .bind(&job.lane)
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;

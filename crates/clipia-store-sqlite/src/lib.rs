@@ -94,6 +94,20 @@ impl SqliteStore {
         .await
         .map_err(db_err)?;
         problems.extend(bad.into_iter().map(|id| format!("reservation of {id} is not settled consistently")));
+        // The dispatcher's counters must match the jobs they count.
+        let drifted: Vec<String> = sqlx::query_scalar(
+            "SELECT 'lane ' || q.lane || ' counts ' || q.queued || ' queued jobs' FROM queue_clock q \
+             WHERE q.queued != (SELECT count(*) FROM jobs j WHERE j.lane = q.lane AND j.status = 'IN_QUEUE') \
+             UNION ALL \
+             SELECT 'key ' || k.id || ' counts ' || k.jobs_queued || ' queued and ' || k.jobs_running || ' running' \
+             FROM api_keys k \
+             WHERE k.jobs_queued != (SELECT count(*) FROM jobs j WHERE j.key_id = k.id AND j.status = 'IN_QUEUE') \
+                OR k.jobs_running != (SELECT count(*) FROM jobs j WHERE j.key_id = k.id AND j.status = 'IN_PROGRESS')",
+        )
+        .fetch_all(&self.reads)
+        .await
+        .map_err(db_err)?;
+        problems.extend(drifted);
         Ok(problems)
     }
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# bench/postgres-http.sh — submit throughput over HTTP on PostgreSQL: one node (one key), then two
+# nodes (each with its own load generator; a second account unless SAMEKEY=1). Needs release
+# builds of clipia-server and clipia-bench and a PostgreSQL on 127.0.0.1 (trust auth, db `test`).
+# Knobs: DUR (seconds, 10), C (closed-loop workers per generator, 32).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S=target/release/clipia-server; B=target/release/clipia-bench
+SCHEMA=clipia_hbench_$RANDOM$RANDOM
+URL="postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3D$SCHEMA&application_name=$SCHEMA"
+DUR=${DUR:-10}; C=${C:-32}
+D1=$(mktemp -d); D2=$(mktemp -d)
+start() { # dir -> prints base url
+  $S serve --data-dir $1 --database-url "$URL" --bind 127.0.0.1:0 --builtin-runners 0 --default-rpm 1000000000 --default-max-queued 1000000000 > $1/out 2> $1/err &
+  echo $! > $1/pid
+  for i in $(seq 300); do grep -q "Clipia listening" $1/out 2>/dev/null && break; sleep 0.1; done
+  grep "Clipia listening" $1/out | sed 's/Clipia listening on //'
+}
+U1=$(start $D1)
+KEY=$(grep -o 'clipia_live_[A-Za-z0-9]*' $D1/out | head -1)
+$S credits grant --account default --amount 1000000000 --database-url "$URL" --data-dir $D1 > /dev/null
+echo "one node:"
+$B submit --url $U1 --key $KEY --concurrency $C --duration $DUR --label one 2>&1 | grep -E "ROW|throughput|errors" | head -5
+U2=$(start $D2)
+$S accounts create --name second --database-url "$URL" --data-dir $D1 > /dev/null
+$S credits grant --account second --amount 1000000000 --database-url "$URL" --data-dir $D1 > /dev/null
+$S limits set --account second --rpm 1000000000 --max-queued 1000000000 --database-url "$URL" --data-dir $D1 > /dev/null
+KEY2=${SAMEKEY:+$KEY}; KEY2=${KEY2:-$($S keys create --account second --mode live --database-url "$URL" --data-dir $D1)}
+echo "two nodes:"
+$B submit --url $U1 --key $KEY --concurrency $C --duration $DUR --label two-a > $D1/bench 2>&1 &
+P=$!
+$B submit --url $U2 --key $KEY2 --concurrency $C --duration $DUR --label two-b > $D2/bench 2>&1
+wait $P
+grep -E "ROW|throughput|errors" $D1/bench $D2/bench | head -10
+kill $(cat $D1/pid) $(cat $D2/pid); wait 2>/dev/null || true
