@@ -312,10 +312,6 @@ mod tests {
         }
     }
 
-    fn secret(text: &str) -> WebhookSecret {
-        WebhookSecret::parse(text).unwrap()
-    }
-
     #[test]
     fn verify_accepts_any_active_secret_and_rejects_tampering() {
         let (old, new) = (WebhookSecret::generate(), WebhookSecret::generate());
