@@ -19,8 +19,16 @@ start() { # dir -> prints base url
 U1=$(start $D1)
 KEY=$(grep -o 'clipia_live_[A-Za-z0-9]*' $D1/out | head -1)
 $S credits grant --account default --amount 1000000000 --database-url "$URL" --data-dir $D1 > /dev/null
+# CPU seconds (user + system) used so far by the server, by all PostgreSQL processes, by this shell's children.
+cpu() { # pid... -> seconds
+  local t=0; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done
+  echo "scale=1; $t / $(getconf CLK_TCK)" | bc
+}
+pg_pids() { pgrep -d ' ' postgres || true; }
 echo "one node:"
+S0=$(cpu $(cat $D1/pid)); P0=$(cpu $(pg_pids))
 $B submit --url $U1 --key $KEY --concurrency $C --duration $DUR --label one 2>&1 | grep -E "ROW|throughput|errors" | head -5
+echo "cpu seconds during the run (${DUR}s + 1s warm-up): server $(echo "$(cpu $(cat $D1/pid)) - $S0" | bc), postgres $(echo "$(cpu $(pg_pids)) - $P0" | bc)"
 U2=$(start $D2)
 $S accounts create --name second --database-url "$URL" --data-dir $D1 > /dev/null
 $S credits grant --account second --amount 1000000000 --database-url "$URL" --data-dir $D1 > /dev/null

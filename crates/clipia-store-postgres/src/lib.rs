@@ -41,32 +41,20 @@ const TX_RETRY_BACKOFF_MS: u64 = 20;
 /// The name the nodes' connections show in `pg_stat_activity` unless the URL sets one.
 const APPLICATION_NAME_DEFAULT: &str = "clipia-server";
 
-/// How a transaction body asks to end.
-enum Outcome<T> {
-    Commit(T),
-    Rollback(T),
-}
-
-/// Runs `$body` (an expression using the connection `$c`, giving `StoreResult<Outcome<T>>`) in a
-/// transaction, again on a fresh connection after a deadlock or a lost connection: nothing was
-/// committed in either case. A macro rather than a function so the body may borrow freely.
-macro_rules! transaction {
+/// Runs `$body` (an expression using the connection `$c`, giving `StoreResult<T>`) in a
+/// transaction and commits it; runs it again on a fresh connection after a deadlock or a lost
+/// connection, where nothing was committed. A failed `COMMIT` is not retried: whether it took
+/// effect is unknown. A macro rather than a function so the body may borrow freely.
+macro_rules! committed {
     ($store:expr, |$c:ident| $body:expr) => {{
         let mut attempt = 0u32;
         loop {
             let result = async {
                 let mut tx = $store.pool.begin().await.map_err(db_err)?;
                 let $c: &mut PgConnection = &mut tx;
-                match $body.await? {
-                    Outcome::Commit(v) => {
-                        tx.commit().await.map_err(|e| StoreError::Backend(e.to_string()))?;
-                        Ok(v)
-                    }
-                    Outcome::Rollback(v) => {
-                        let _ = tx.rollback().await;
-                        Ok(v)
-                    }
-                }
+                let value = $body.await?;
+                tx.commit().await.map_err(|e| StoreError::Backend(e.to_string()))?;
+                Ok(value)
             }
             .await;
             match result {
@@ -81,12 +69,7 @@ macro_rules! transaction {
     }};
 }
 
-/// [`transaction!`] for a body that always commits (giving `StoreResult<T>`).
-macro_rules! committed {
-    ($store:expr, |$c:ident| $body:expr) => {
-        transaction!($store, |$c| async { $body.await.map(Outcome::Commit) })
-    };
-}
+mod batch;
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -96,6 +79,9 @@ pub struct PgStore {
     /// Tells this process's notes from other nodes' (a random id per process).
     origin: String,
     notifier: notify::Notifier,
+    submits: batch::Batcher<std::sync::Arc<NewJob>, SubmitOutcome>,
+    claims: batch::Batcher<batch::ClaimOwned, Option<Claimed>>,
+    finishes: batch::Batcher<batch::Finish, Option<JobRecord>>,
 }
 
 fn is_postgres_url(url: &str) -> bool {
@@ -137,7 +123,17 @@ impl PgStore {
         let channel = notify::channel_for(&schema);
         let origin = format!("{:016x}", rand::random::<u64>());
         let notifier = notify::Notifier::spawn(notify_pool, channel.clone(), origin.clone());
-        Ok(PgStore { pool, listen_pool, channel, origin, notifier })
+        let db = batch::Db { pool: pool.clone() };
+        let submits = batch::Batcher::spawn({
+            let db = db.clone();
+            move |jobs| batch::submit_batch(db.clone(), jobs)
+        });
+        let claims = batch::Batcher::spawn({
+            let db = db.clone();
+            move |claims| batch::claim_batch(db.clone(), claims)
+        });
+        let finishes = batch::Batcher::spawn(move |finishes| batch::finish_batch(db.clone(), finishes));
+        Ok(PgStore { pool, listen_pool, channel, origin, notifier, submits, claims, finishes })
     }
 
     /// Other nodes' wake-ups and job events, for as long as the receiver is kept.
@@ -196,6 +192,15 @@ impl PgStore {
         .await
         .map_err(db_err)?;
         problems.extend(counters.into_iter().map(|id| format!("the job counters of key {id} disagree with its jobs")));
+        let lanes: Vec<String> = sqlx::query_scalar(
+            "SELECT lane FROM (SELECT lane, sum(queued) AS counted FROM lane_counts GROUP BY lane) c \
+             FULL JOIN (SELECT lane, count(*) AS queued FROM jobs WHERE status = 'IN_QUEUE' GROUP BY lane) j USING (lane) \
+             WHERE coalesce(c.counted, 0) != coalesce(j.queued, 0)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        problems.extend(lanes.into_iter().map(|lane| format!("the queued count of lane {lane} disagrees with its jobs")));
         Ok(problems)
     }
 }
@@ -323,15 +328,11 @@ impl Store for PgStore {
     }
 
     async fn submit(&self, job: NewJob) -> StoreResult<SubmitOutcome> {
-        let outcome: SubmitOutcome = transaction!(self, |c| async {
-            Ok::<_, StoreError>(match jobs::submit(c, &job).await? {
-                jobs::Submitted::Commit(o) => Outcome::Commit(o),
-                jobs::Submitted::Rollback(o) => Outcome::Rollback(o),
-            })
-        })?;
+        let lane = job.lane.clone();
+        let outcome = self.submits.call(std::sync::Arc::new(job)).await?;
         if let SubmitOutcome::Created(s) = &outcome {
             if s.status == Status::InQueue {
-                self.note_wake(&job.lane);
+                self.note_wake(&lane);
             }
         }
         Ok(outcome)
@@ -403,7 +404,16 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, claim: ClaimRequest<'_>) -> StoreResult<Option<Claimed>> {
-        let claimed = committed!(self, |c| jobs::claim(c, &claim))?;
+        let claimed = self
+            .claims
+            .call(batch::ClaimOwned {
+                lane: claim.lane.to_owned(),
+                runner: claim.runner.to_owned(),
+                lease_ms: claim.lease_ms,
+                now_ms: claim.now_ms,
+                concurrency_default: claim.concurrency_default,
+            })
+            .await?;
         if let Some(claimed) = &claimed {
             self.note_event(&claimed.job);
         }
@@ -416,7 +426,7 @@ impl Store for PgStore {
     }
 
     async fn finish(&self, lease: &Lease, end: JobEnd, now_ms: i64) -> StoreResult<Option<JobRecord>> {
-        let done = committed!(self, |c| jobs::finish(c, lease, &end, now_ms))?;
+        let done = self.finishes.call(batch::Finish { lease: lease.clone(), end, now_ms }).await?;
         if let Some(job) = &done {
             self.note_event(job);
             self.note_wake(&job.lane); // a concurrency slot of the key is free again
