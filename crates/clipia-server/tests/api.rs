@@ -295,6 +295,34 @@ async fn queue_positions_are_real_and_cancel_refunds() {
 }
 
 #[tokio::test]
+async fn concurrent_submits_get_distinct_positions_and_a_new_account_is_not_queued_behind_a_backlog() {
+    for store in stores() {
+        let server = TestServer::builder().store(store).arg("--builtin-runners", "0").start().await;
+        let live = server.live();
+        // Sent together, they are decided together (one batch on PostgreSQL): every position
+        // is still a different place in the queue.
+        let n = 40;
+        let replies = futures::future::join_all(
+            (0..n).map(|i| live.submit("clipia-mosaic", json!({"prompt": format!("burst {i}")}))),
+        )
+        .await;
+        let mut positions: Vec<u64> = replies.iter().map(|r| r.ok()["queue_position"].as_u64().unwrap()).collect();
+        positions.sort_unstable();
+        assert_eq!(positions, (0..n as u64).collect::<Vec<_>>());
+
+        // Fair queuing: another account's first job goes near the front, not behind the 40.
+        let (other, _) = server.new_account("newcomer", 10);
+        let r = other.submit("clipia-mosaic", json!({"prompt": "newcomer"})).await;
+        let position = r.ok()["queue_position"].as_u64().unwrap();
+        assert!(position <= 1, "a newly active account waits behind at most one job, not {position}");
+        let id = r.body["request_id"].as_str().unwrap().to_owned();
+        assert_eq!(other.status(&id).await.body["queue_position"].as_u64(), Some(position));
+        let audit = server.admin(&["audit"]);
+        assert!(!audit.contains("disagree"), "{audit}");
+    }
+}
+
+#[tokio::test]
 async fn a_running_job_can_be_canceled_and_is_not_charged() {
     let server = TestServer::builder().arg("--builtin-min-run-ms", "5000").start().await;
     let live = server.live();

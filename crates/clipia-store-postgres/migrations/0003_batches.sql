@@ -48,11 +48,12 @@ END;
 $$;
 
 -- Writes accepted submits (`items`, in the order the node decided them) with the balance, key and
--- lane counter changes they add up to. Returns each item's queue position, in order: the lane's
--- queued count less the jobs behind it (few for an account that keeps submitting, whose jobs
--- land at the end), or, when many are behind (an account joining a long queue lands near its
--- front), the count of those ahead, capped at 1,000 so that no submit walks a whole backlog: a
--- job with 256 or more jobs behind it and 1,000 or more ahead reports 1,000.
+-- lane counter changes they add up to. Returns each item's queue position (the queued jobs of its
+-- lane with an earlier virtual time), in order: the lane's queued count less the jobs not ahead of
+-- it (few for an account that keeps submitting, whose jobs land at the end), or, when many are not
+-- ahead (an account joining a long queue lands near its front), the count of those ahead, capped
+-- at 1,000 so that no submit walks a whole backlog: a job with 256 or more jobs not ahead of it
+-- and 1,000 or more ahead reports 1,000.
 CREATE FUNCTION clipia_submit_apply(items JSONB, p_accounts JSONB, p_keys JSONB, p_lanes JSONB) RETURNS JSONB
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -62,19 +63,20 @@ BEGIN
     WITH it AS (
         SELECT * FROM jsonb_to_recordset(items) AS r (lane TEXT, status TEXT, vtime BIGINT, ord BIGINT)
     ), placed AS (
+        -- Jobs ahead = queued jobs of the lane with an earlier virtual time, before this batch
+        -- (`existing`, counted one way or the other) plus in this batch.
         SELECT it.ord, CASE
             WHEN it.status <> 'IN_QUEUE' THEN 0
             WHEN b.behind < 256 THEN greatest(
-                coalesce((SELECT sum(queued) FROM lane_counts c WHERE c.lane = it.lane), 0)
-                + (SELECT count(*) FROM it o WHERE o.lane = it.lane AND o.status = 'IN_QUEUE' AND o.vtime <= it.vtime) - 1
-                - b.behind, 0)
+                coalesce((SELECT sum(queued) FROM lane_counts c WHERE c.lane = it.lane), 0) - b.behind, 0)
+                + (SELECT count(*) FROM it o WHERE o.lane = it.lane AND o.status = 'IN_QUEUE' AND o.vtime < it.vtime)
             ELSE least((SELECT count(*) FROM (SELECT 1 FROM jobs q
-                    WHERE q.status = 'IN_QUEUE' AND q.lane = it.lane AND q.vtime <= it.vtime LIMIT 1000) x)
-                + (SELECT count(*) FROM it o WHERE o.lane = it.lane AND o.status = 'IN_QUEUE' AND o.vtime <= it.vtime) - 1,
+                    WHERE q.status = 'IN_QUEUE' AND q.lane = it.lane AND q.vtime < it.vtime LIMIT 1000) x)
+                + (SELECT count(*) FROM it o WHERE o.lane = it.lane AND o.status = 'IN_QUEUE' AND o.vtime < it.vtime),
                 1000)
             END AS pos
         FROM it CROSS JOIN LATERAL (SELECT count(*) AS behind FROM (SELECT 1 FROM jobs q
-            WHERE q.status = 'IN_QUEUE' AND q.lane = it.lane AND q.vtime > it.vtime LIMIT 256) x) b
+            WHERE q.status = 'IN_QUEUE' AND q.lane = it.lane AND q.vtime >= it.vtime LIMIT 256) x) b
     )
     SELECT coalesce(jsonb_agg(pos ORDER BY ord), '[]') INTO positions FROM placed;
 
