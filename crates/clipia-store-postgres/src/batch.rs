@@ -160,18 +160,6 @@ fn submit_item(job: &NewJob, vtime: i64, n: usize) -> Value {
     })
 }
 
-fn snapshot_from_json(text: &str) -> StoreResult<SubmitSnapshot> {
-    let bad = || StoreError::Backend("stored idempotent response is invalid".into());
-    let v: Value = serde_json::from_str(text).map_err(|_| bad())?;
-    Ok(SubmitSnapshot {
-        request_id: v["request_id"].as_str().and_then(RequestId::parse).ok_or_else(bad)?,
-        status: v["status"].as_str().and_then(Status::parse).ok_or_else(bad)?,
-        queue_position: v["queue_position"].as_u64(),
-        cost: v["cost"].as_u64().ok_or_else(bad)?,
-        warnings: v["warnings"].clone(),
-    })
-}
-
 fn is_queued(job: &NewJob) -> bool {
     matches!(job.initial, InitialState::Queued { .. })
 }
@@ -308,7 +296,7 @@ fn decide(
                 return Ok(Decision::Done(SubmitOutcome::IdempotencyConflict));
             }
             return Ok(match response {
-                Ok(text) => Decision::Done(SubmitOutcome::Replayed(snapshot_from_json(text)?)),
+                Ok(text) => Decision::Done(SubmitOutcome::Replayed(SubmitSnapshot::from_stored_json(text)?)),
                 Err(n) => Decision::ReplayOf(*n),
             });
         }
@@ -423,7 +411,7 @@ pub struct Finish {
 }
 
 /// The arguments of `clipia_terminate` for an end, as JSON fields.
-pub fn end_fields(end: &JobEnd) -> (Status, Option<String>, Option<clipia_core::JobError>, i64) {
+fn end_fields(end: &JobEnd) -> (Status, Option<String>, Option<clipia_core::JobError>, i64) {
     match end {
         JobEnd::Completed { output, used } => (Status::Completed, Some(output.to_string()), None, *used as i64),
         JobEnd::Failed(e) => (Status::Failed, None, Some(e.clone()), 0),

@@ -8,7 +8,6 @@ use clipia_store::{
     ClaimRequest, Claimed, InitialState, JobEnd, JobRecord, Lease, LeaseState, LogLevel, NewJob, StoreError,
     StoreResult, SubmitOutcome, SubmitSnapshot,
 };
-use serde_json::json;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -31,29 +30,6 @@ pub async fn queue_position(conn: &mut SqliteConnection, id: &str) -> StoreResul
     .await
     .map_err(db_err)?;
     Ok(n as u64)
-}
-
-fn snapshot_json(s: &SubmitSnapshot) -> String {
-    json!({
-        "request_id": s.request_id.to_string(),
-        "status": s.status.as_str(),
-        "queue_position": s.queue_position,
-        "cost": s.cost,
-        "warnings": s.warnings,
-    })
-    .to_string()
-}
-
-fn snapshot_from_json(text: &str) -> StoreResult<SubmitSnapshot> {
-    let bad = || StoreError::Backend("stored idempotent response is invalid".into());
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
-    Ok(SubmitSnapshot {
-        request_id: v["request_id"].as_str().and_then(RequestId::parse).ok_or_else(bad)?,
-        status: v["status"].as_str().and_then(Status::parse).ok_or_else(bad)?,
-        queue_position: v["queue_position"].as_u64(),
-        cost: v["cost"].as_u64().ok_or_else(bad)?,
-        warnings: v["warnings"].clone(),
-    })
 }
 
 pub async fn submit(conn: &mut SqliteConnection, job: NewJob) -> StoreResult<SubmitOutcome> {
@@ -81,7 +57,7 @@ pub async fn submit(conn: &mut SqliteConnection, job: NewJob) -> StoreResult<Sub
         if fingerprint != idem.fingerprint {
             return Ok(SubmitOutcome::IdempotencyConflict);
         }
-        return Ok(SubmitOutcome::Replayed(snapshot_from_json(state.get::<&str, _>(8))?));
+        return Ok(SubmitOutcome::Replayed(SubmitSnapshot::from_stored_json(state.get::<&str, _>(8))?));
     }
     let (available, reserved, last_vtime): (i64, i64, i64) = (state.get(0), state.get(1), state.get(2));
     let (key_queued, clock, lane_queued, lane_max_vtime): (i64, i64, i64, i64) =
@@ -204,7 +180,7 @@ pub async fn submit(conn: &mut SqliteConnection, job: NewJob) -> StoreResult<Sub
         .bind(&idem.key)
         .bind(&idem.fingerprint)
         .bind(&id)
-        .bind(snapshot_json(&snapshot))
+        .bind(snapshot.to_stored_json())
         .bind(job.now_ms)
         .execute(&mut *conn)
         .await

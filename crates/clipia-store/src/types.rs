@@ -139,6 +139,33 @@ pub struct SubmitSnapshot {
     pub warnings: Value,
 }
 
+impl SubmitSnapshot {
+    /// The form an idempotency record keeps (both stores; PostgreSQL's `clipia_submit_apply`
+    /// writes the same fields).
+    pub fn to_stored_json(&self) -> String {
+        serde_json::json!({
+            "request_id": self.request_id.to_string(),
+            "status": self.status.as_str(),
+            "queue_position": self.queue_position,
+            "cost": self.cost,
+            "warnings": self.warnings,
+        })
+        .to_string()
+    }
+
+    pub fn from_stored_json(text: &str) -> crate::StoreResult<SubmitSnapshot> {
+        let bad = || crate::StoreError::Backend("stored idempotent response is invalid".into());
+        let v: Value = serde_json::from_str(text).map_err(|_| bad())?;
+        Ok(SubmitSnapshot {
+            request_id: v["request_id"].as_str().and_then(RequestId::parse).ok_or_else(bad)?,
+            status: v["status"].as_str().and_then(Status::parse).ok_or_else(bad)?,
+            queue_position: v["queue_position"].as_u64(),
+            cost: v["cost"].as_u64().ok_or_else(bad)?,
+            warnings: v["warnings"].clone(),
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum SubmitOutcome {
     Created(SubmitSnapshot),
