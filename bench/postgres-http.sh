@@ -27,17 +27,22 @@ cpu() { # pid... -> seconds
 pg_pids() { pgrep -d ' ' postgres || true; }
 echo "one node:"
 S0=$(cpu $(cat $D1/pid)); P0=$(cpu $(pg_pids))
-$B submit --url $U1 --key $KEY --concurrency $C --duration $DUR --label one 2>&1 | grep -E "ROW|throughput|errors" | head -5
-echo "cpu seconds during the run (${DUR}s + 1s warm-up): server $(echo "$(cpu $(cat $D1/pid)) - $S0" | bc), postgres $(echo "$(cpu $(pg_pids)) - $P0" | bc)"
+TIMEFORMAT=%U+%S
+{ time $B submit --url $U1 --key $KEY --concurrency $C --duration $DUR --label one > $D1/bench 2>&1 ; } 2> $D1/bench-cpu
+grep -E "ROW|throughput|errors" $D1/bench | head -5
+echo "cpu seconds during the run (${DUR}s + 1s warm-up, $(nproc) cores): server $(echo "$(cpu $(cat $D1/pid)) - $S0" | bc)," \
+  "postgres $(echo "$(cpu $(pg_pids)) - $P0" | bc), load generator $(echo "$(cat $D1/bench-cpu)" | bc)"
 U2=$(start $D2)
 $S accounts create --name second --database-url "$URL" --data-dir $D1 > /dev/null
 $S credits grant --account second --amount 1000000000 --database-url "$URL" --data-dir $D1 > /dev/null
 $S limits set --account second --rpm 1000000000 --max-queued 1000000000 --database-url "$URL" --data-dir $D1 > /dev/null
 KEY2=${SAMEKEY:+$KEY}; KEY2=${KEY2:-$($S keys create --account second --mode live --database-url "$URL" --data-dir $D1)}
 echo "two nodes:"
+S0=$(cpu $(cat $D1/pid) $(cat $D2/pid)); P0=$(cpu $(pg_pids))
 $B submit --url $U1 --key $KEY --concurrency $C --duration $DUR --label two-a > $D1/bench 2>&1 &
 P=$!
 $B submit --url $U2 --key $KEY2 --concurrency $C --duration $DUR --label two-b > $D2/bench 2>&1
 wait $P
 grep -E "ROW|throughput|errors" $D1/bench $D2/bench | head -10
+echo "cpu seconds during the run: servers $(echo "$(cpu $(cat $D1/pid) $(cat $D2/pid)) - $S0" | bc), postgres $(echo "$(cpu $(pg_pids)) - $P0" | bc)"
 kill $(cat $D1/pid) $(cat $D2/pid); wait 2>/dev/null || true

@@ -328,6 +328,34 @@ async fn rate_limits_hold_across_nodes() {
     a.get("/v1/account").await.error(429, "rate_limit_exceeded");
 }
 
+#[tokio::test]
+async fn a_burst_on_two_nodes_gets_exactly_the_quota_each_count_seen_once() {
+    let Some(store) = postgres() else { return };
+    let first = TestServer::builder().store(store).arg("--builtin-runners", "0").start().await;
+    let other = Node::join(&first, &["--builtin-runners", "0"]);
+    // 30 a minute: a token every 2 s, so the burst may see at most one refill.
+    first.admin(&["limits", "set", "--account", "default", "--rpm", "30"]);
+    let (a, b) = (first.live(), other.api(&first.live_key));
+    let calls = (0..80).map(|i| {
+        let api = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move { api.get("/v1/account").await }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut remaining: Vec<u32> = Vec::new();
+    for r in &answers {
+        match r.status {
+            200 => remaining.push(r.header("ratelimit-remaining").unwrap().parse().unwrap()),
+            429 => assert!(r.header("retry-after").is_some()),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!((30..=31).contains(&remaining.len()), "allowed {} of 80 against a quota of 30", remaining.len());
+    remaining.sort_unstable();
+    remaining.dedup();
+    assert!(remaining.len() >= 29, "each allowed call saw its own count: {remaining:?}");
+    assert_eq!(remaining[0], 0);
+}
+
 /// An S3-compatible server for the test: moto's, on a free port. `None` (said why) when
 /// `moto_server` is not installed (`pip install 'moto[server]'`).
 struct Moto {

@@ -16,8 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use clipia_core::limits::JOB_LOG_LINES_MAX;
-use clipia_core::{RequestId, Status};
-use clipia_store::{Claimed, InitialState, JobEnd, JobRecord, Lease, NewJob, StoreError, StoreResult, SubmitOutcome, SubmitSnapshot};
+use clipia_core::{KeyHash, RequestId, Status};
+use clipia_store::{Claimed, InitialState, JobEnd, JobRecord, KeyRecord, Lease, NewJob, StoreError, StoreResult, SubmitOutcome, SubmitSnapshot};
 use serde_json::{json, Value};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -475,4 +475,31 @@ pub async fn enqueue_webhooks(c: &mut PgConnection, done: &[JobRecord], now: i64
 
 pub async fn finish_batch(db: Db, finishes: Vec<Finish>) -> Vec<StoreResult<Option<JobRecord>>> {
     with_fallback(finishes, |finishes| finish_once(&db, finishes)).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key lookups
+
+/// The keys behind a batch of presented hashes, in one read. Every authenticated request makes
+/// one such lookup, so reading them together saves a round trip per request.
+pub async fn key_batch(db: Db, hashes: Vec<KeyHash>) -> Vec<StoreResult<Option<KeyRecord>>> {
+    let wanted: Vec<&str> = hashes.iter().map(KeyHash::as_str).collect();
+    let sql = format!("{} WHERE k.hash = ANY($1)", rows::KEY_SELECT);
+    match sqlx::query(AssertSqlSafe(sql)).bind(&wanted).fetch_all(&db.pool).await {
+        Ok(found) => {
+            let mut by_hash = HashMap::with_capacity(found.len());
+            for row in &found {
+                match rows::key(row) {
+                    Ok(key) => {
+                        by_hash.insert(key.hash.as_str().to_owned(), key);
+                    }
+                    Err(e) => return vec![Err(e); hashes.len()],
+                }
+            }
+            wanted.iter().map(|h| Ok(by_hash.get(*h).cloned())).collect()
+        }
+        Err(e) => {
+            vec![Err(db_err(e)); hashes.len()]
+        }
+    }
 }

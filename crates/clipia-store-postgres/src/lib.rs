@@ -82,6 +82,7 @@ pub struct PgStore {
     submits: batch::Batcher<std::sync::Arc<NewJob>, SubmitOutcome>,
     claims: batch::Batcher<batch::ClaimOwned, Option<Claimed>>,
     finishes: batch::Batcher<batch::Finish, Option<JobRecord>>,
+    keys: batch::Batcher<KeyHash, Option<KeyRecord>>,
 }
 
 fn is_postgres_url(url: &str) -> bool {
@@ -132,8 +133,12 @@ impl PgStore {
             let db = db.clone();
             move |claims| batch::claim_batch(db.clone(), claims)
         });
-        let finishes = batch::Batcher::spawn(move |finishes| batch::finish_batch(db.clone(), finishes));
-        Ok(PgStore { pool, listen_pool, channel, origin, notifier, submits, claims, finishes })
+        let finishes = batch::Batcher::spawn({
+            let db = db.clone();
+            move |finishes| batch::finish_batch(db.clone(), finishes)
+        });
+        let keys = batch::Batcher::spawn(move |hashes| batch::key_batch(db.clone(), hashes));
+        Ok(PgStore { pool, listen_pool, channel, origin, notifier, submits, claims, finishes, keys })
     }
 
     /// Other nodes' wake-ups and job events, for as long as the receiver is kept.
@@ -143,7 +148,7 @@ impl PgStore {
 
     /// The shared request-rate limiter, on this store's pool.
     pub fn rate_limiter(&self) -> PgRateLimiter {
-        PgRateLimiter::new(self.pool.clone())
+        PgRateLimiter::new(batch::Db { pool: self.pool.clone() })
     }
 
     fn note_event(&self, job: &JobRecord) {
@@ -262,9 +267,7 @@ impl Store for PgStore {
     }
 
     async fn key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<KeyRecord>> {
-        let sql = format!("{} WHERE k.hash = $1", rows::KEY_SELECT);
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(hash.as_str()).fetch_optional(&self.pool).await.map_err(db_err)?;
-        row.as_ref().map(rows::key).transpose()
+        self.keys.call(hash.clone()).await
     }
 
     async fn set_limits(&self, account: &AccountId, limits: LimitOverrides) -> StoreResult<LimitOverrides> {

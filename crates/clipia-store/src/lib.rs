@@ -16,7 +16,7 @@ use clipia_core::{AccountId, KeyHash, KeyId, Mode, RequestId};
 
 /// Failures of the store itself. Domain refusals (short balance, idempotency conflicts, a lost
 /// lease) are ordinary return values, not errors.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found: {0}")]
     NotFound(String),
