@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::SystemTime;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -237,9 +238,16 @@ pub fn next_step(outcome: &AttemptOutcome, retries_done: usize, jitter: f64, sca
     NextStep::RetryInMs(delay_ms)
 }
 
-/// `Retry-After` as delta-seconds, in milliseconds (HTTP-dates fall back to the schedule).
-pub fn parse_retry_after_ms(value: &str) -> Option<u64> {
-    value.trim().parse::<u64>().ok().map(|s| s.saturating_mul(1000))
+/// `Retry-After` in milliseconds from `now`: delta-seconds, or an HTTP-date (RFC 9110 §10.2.3;
+/// a date already past means "now", 0). `now` should be the response's own `Date` when it has
+/// one, so that a receiver whose clock differs from ours still gets the wait it asked for.
+pub fn parse_retry_after_ms(value: &str, now: SystemTime) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1000));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).map(|d| d.as_millis().min(u64::MAX as u128) as u64).unwrap_or(0))
 }
 
 // ---- destinations -----------------------------------------------------------------------------
@@ -390,8 +398,12 @@ mod tests {
             next_step(&AttemptOutcome::Status(429), 0, 0.0, 1.0, Some(u64::MAX)),
             NextStep::RetryInMs(WEBHOOK_RETRY_AFTER_MS_MAX)
         );
-        assert_eq!(parse_retry_after_ms(" 7 "), Some(7_000));
-        assert_eq!(parse_retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(parse_retry_after_ms(" 7 ", now), Some(7_000));
+        assert_eq!(parse_retry_after_ms("Wed, 21 Oct 2015 07:30:30 GMT", now), Some(150_000));
+        assert_eq!(parse_retry_after_ms("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(0), "a past date: now");
+        assert_eq!(parse_retry_after_ms("soon", now), None);
+        assert_eq!(parse_retry_after_ms("-5", now), None);
     }
 
     #[test]

@@ -157,10 +157,11 @@ pub async fn envelope_fixup(request: Request, next: Next) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
             status,
             "invalid_request",
-            format!(
-                "This route does not accept this HTTP method; allowed: {}.",
-                allow.as_ref().and_then(|a| a.to_str().ok()).unwrap_or("see /openapi.json")
-            ),
+            match allow.as_ref().and_then(|a| a.to_str().ok()) {
+                Some(methods) => format!("This route does not accept this HTTP method; it accepts {methods}."),
+                // The router adds `Allow` after this layer; the header is on the response then.
+                None => "This route does not accept this HTTP method; the Allow header lists those it does.".to_owned(),
+            },
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             status,

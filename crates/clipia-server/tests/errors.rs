@@ -69,6 +69,7 @@ async fn every_error_is_the_envelope_with_the_right_code() {
     // 405 for a known route with another method.
     let r = live.delete("/v1/models").await;
     r.error(405, "invalid_request");
+    assert_eq!(r.header("allow"), Some("GET,HEAD"), "a 405 names the methods the route takes");
 
     // 409 both ways are in the idempotency tests; 413: a body over the limit.
     let huge = json!({"input": {"prompt": "x".repeat(300_000)}});

@@ -29,6 +29,9 @@ const RPM_UNLIMITED: &str = "1000000";
 enum Reply {
     Status(u16),
     RetryAfter(u16, u64),
+    /// Answer with this status and `Retry-After` as an HTTP-date this many seconds ahead, from a
+    /// receiver whose clock (its `Date` header) runs an hour ahead of ours.
+    RetryAtSkewed(u16, u64),
     /// Sleep this long, then answer 200 (a receiver hanging past the timeout).
     Hang(Duration),
 }
@@ -131,6 +134,12 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         None => StatusCode::OK.into_response(),
         Some(Reply::Status(s)) => StatusCode::from_u16(s).unwrap().into_response(),
         Some(Reply::RetryAfter(s, secs)) => (StatusCode::from_u16(s).unwrap(), [("retry-after", secs.to_string())]).into_response(),
+        Some(Reply::RetryAtSkewed(s, secs)) => {
+            let their_now = std::time::SystemTime::now() + Duration::from_secs(3600);
+            let at = httpdate::fmt_http_date(their_now + Duration::from_secs(secs));
+            let date = httpdate::fmt_http_date(their_now);
+            (StatusCode::from_u16(s).unwrap(), [("retry-after", at), ("date", date)]).into_response()
+        }
         Some(Reply::Hang(d)) => {
             tokio::time::sleep(d).await;
             StatusCode::OK.into_response()
@@ -290,6 +299,14 @@ async fn gone_stops_retries_and_retry_after_is_honored() {
     let hits = busy.wait_hits(2).await;
     let gap = hits[1].arrived.duration_since(hits[0].arrived);
     assert!(gap >= Duration::from_millis(950), "Retry-After: 1 was honored over a 10 ms scaled retry ({gap:?})");
+
+    // An HTTP-date counts from the receiver's own clock, even one an hour off ours.
+    let dated = Receiver::start(vec![Reply::RetryAtSkewed(503, 2)]).await;
+    submit_with_webhook(&api, "clipia-landscape", "dated", &dated.url()).await;
+    let hits = dated.wait_hits(2).await;
+    let gap = hits[1].arrived.duration_since(hits[0].arrived);
+    assert!(gap >= Duration::from_millis(1900), "a Retry-After date 2 s ahead was honored ({gap:?})");
+    assert!(gap < Duration::from_secs(10), "the receiver's clock skew did not count ({gap:?})");
 }
 
 #[tokio::test]

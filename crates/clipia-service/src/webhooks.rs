@@ -277,8 +277,11 @@ impl Sender {
         match request.body(event.body.clone()).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let retry_after_ms =
-                    response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after_ms);
+                let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+                // Dates are read against the receiver's own clock when it says what it is.
+                let their_now =
+                    header("date").and_then(|d| httpdate::parse_http_date(d).ok()).unwrap_or_else(std::time::SystemTime::now);
+                let retry_after_ms = header("retry-after").and_then(|v| parse_retry_after_ms(v, their_now));
                 Sent { outcome: AttemptOutcome::Status(status), status: Some(status), error: None, retry_after_ms }
             }
             Err(e) => {
