@@ -179,6 +179,37 @@ async fn submit_on_one_node_watch_on_another_run_on_a_third() {
     assert!(lags_ms[0] < 500, "a cross-node waiter is woken by NOTIFY, not by its 1 s poll: {lags_ms:?}");
 }
 
+#[tokio::test]
+async fn the_webhook_event_stream_on_an_api_node_shows_jobs_that_end_on_a_worker_node() {
+    let Some(store) = postgres() else { return };
+    let api_node = TestServer::builder().store(store).arg("--builtin-runners", "0").start().await;
+    let _worker = Node::join(&api_node, &["--builtin-runners", "1"]);
+    let response = api_node
+        .http
+        .get(format!("{}/v1/webhooks/events", api_node.base))
+        .header("Authorization", format!("Key {}", api_node.live_key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let api = api_node.live();
+    let ids = [submit(&api, "a lighthouse", None).await, submit(&api, "a tide pool", None).await];
+    let mut text = String::new();
+    let seen = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let chunk = futures::StreamExt::next(&mut stream).await.expect("the stream stays open").unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if ids.iter().all(|id| text.contains(id.as_str())) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "both jobs, run by the worker node, show on the API node's stream: {text}");
+    assert_eq!(text.matches("event: webhook").count(), 2, "one event per job: {text}");
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
