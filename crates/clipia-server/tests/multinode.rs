@@ -210,6 +210,82 @@ async fn the_webhook_event_stream_on_an_api_node_shows_jobs_that_end_on_a_worker
     assert_eq!(text.matches("event: webhook").count(), 2, "one event per job: {text}");
 }
 
+#[tokio::test]
+async fn a_cancel_sent_to_an_api_node_stops_the_job_on_its_worker_node_at_once() {
+    let Some(store) = postgres() else { return };
+    let api_node = TestServer::builder().store(store).arg("--builtin-runners", "0").start().await;
+    // Jobs that would run 30 s; heartbeats every second.
+    let _worker = Node::join(&api_node, &["--builtin-runners", "5", "--builtin-min-run-ms", "30000"]);
+    let api = api_node.live();
+    let ids: Vec<String> = futures::future::join_all((0..5).map(|i| {
+        let api = api.clone();
+        async move { submit(&api, &format!("a slow harbour {i}"), None).await }
+    }))
+    .await;
+    let all_running = eventually(Duration::from_secs(20), || async {
+        futures::future::join_all(ids.iter().map(|id| api.status(id))).await.iter().all(|s| s.body["status"] == "IN_PROGRESS")
+    })
+    .await;
+    assert!(all_running, "the worker node runs all five");
+    let mut lags_ms = Vec::new();
+    for id in &ids {
+        let asked = Instant::now();
+        api.post(&format!("/v1/requests/{id}/cancel"), json!({})).await.ok();
+        let waited = api.get(&format!("/v1/requests/{id}/status?wait=10")).await;
+        assert_eq!(waited.ok()["status"], "CANCELED");
+        lags_ms.push(asked.elapsed().as_millis());
+    }
+    lags_ms.sort();
+    // A heartbeat (every 1 s) would find the cancel ~500 ms later on average; the note finds it
+    // at once. Four of five under 400 ms happens by heartbeat alone less than one time in ten.
+    assert!(lags_ms[3] < 400, "cancel reached the worker by NOTIFY, not by its heartbeat: {lags_ms:?} ms");
+}
+
+#[tokio::test]
+async fn progress_made_on_a_worker_node_reaches_a_stream_on_an_api_node_at_the_next_heartbeat() {
+    let Some(store) = postgres() else { return };
+    let api_node = TestServer::builder().store(store).arg("--builtin-runners", "0").start().await;
+    // The image renders at once (progress 99), then the job waits out 3 s; heartbeats every 1 s.
+    let _worker = Node::join(&api_node, &["--builtin-runners", "1", "--builtin-min-run-ms", "3000"]);
+    let api = api_node.live();
+    let id = submit(&api, "a quay at dawn", None).await;
+    let response = api_node
+        .http
+        .get(format!("{}/v1/requests/{id}/events", api_node.base))
+        .header("Authorization", format!("Key {}", api_node.live_key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let (mut text, mut seen) = (String::new(), 0usize);
+    let mut started: Option<Instant> = None;
+    let mut rendered_after: Option<Duration> = None;
+    let done = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let chunk = futures::StreamExt::next(&mut stream).await.expect("the stream stays open").unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            let blocks: Vec<String> = text.split("\n\n").map(str::to_owned).collect();
+            for block in &blocks[seen..blocks.len() - 1] {
+                let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:"))) else { continue };
+                let Ok(status) = serde_json::from_str::<Value>(data) else { continue };
+                match (status["status"].as_str(), status["progress"].as_u64()) {
+                    (Some("IN_PROGRESS"), _) if started.is_none() => started = Some(Instant::now()),
+                    (Some("IN_PROGRESS"), Some(99)) if rendered_after.is_none() => rendered_after = started.map(|s| s.elapsed()),
+                    (Some("COMPLETED"), _) => return,
+                    _ => {}
+                }
+            }
+            seen = blocks.len() - 1;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the stream ended with COMPLETED: {text}");
+    let rendered_after = rendered_after.unwrap_or_else(|| panic!("progress 99 was streamed before the end: {text}"));
+    // Without a note the stream would only see it at its 2 s re-read.
+    assert!(rendered_after < Duration::from_millis(1600), "progress came with the heartbeat's note: {rendered_after:?}");
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }

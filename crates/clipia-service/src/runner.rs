@@ -74,7 +74,8 @@ impl Runtime {
 }
 
 impl App {
-    pub(crate) fn signal_cancel(&self, id: &RequestId) {
+    /// Tells this node's runner of `id`, if it has that job, to stop it (a no-op otherwise).
+    pub fn signal_cancel(&self, id: &RequestId) {
         if let Some(flags) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             flags.cancel.store(true, Ordering::SeqCst);
         }
@@ -149,7 +150,9 @@ async fn supervise(
             end = &mut work => break Some(end),
             _ = beat.tick() => {
                 let progress = flags.progress.load(Ordering::Relaxed);
-                match app.store.heartbeat(&lease, Some(progress), app.config.lease_ms, app.now_ms()).await {
+                // Progress is written (and told to other nodes) only when it moved.
+                let moved = (progress != reported).then_some(progress);
+                match app.store.heartbeat(&lease, moved, app.config.lease_ms, app.now_ms()).await {
                     Ok(LeaseState::Lost) => {
                         tracing::warn!(request_id = %job.id, "lease lost; abandoning the job to its newer attempt");
                         break None;

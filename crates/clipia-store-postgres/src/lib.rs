@@ -402,6 +402,9 @@ impl Store for PgStore {
         })?;
         if let Some(job) = &job {
             self.note_event(job);
+            if job.status == Status::InProgress {
+                self.notifier.send(Note::Cancel { id: job.id });
+            }
         }
         Ok(job)
     }
@@ -425,7 +428,12 @@ impl Store for PgStore {
 
     async fn heartbeat(&self, lease: &Lease, progress: Option<u8>, lease_ms: i64, now_ms: i64) -> StoreResult<LeaseState> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        jobs::heartbeat(&mut conn, lease, progress, lease_ms, now_ms).await
+        let state = jobs::heartbeat(&mut conn, lease, progress, lease_ms, now_ms).await?;
+        if let (LeaseState::Held { .. }, Some(progress)) = (&state, progress) {
+            // Watchers on other nodes see progress now, not at their next re-read.
+            self.notifier.send(Note::Event { id: lease.job, status: Status::InProgress, progress });
+        }
+        Ok(state)
     }
 
     async fn finish(&self, lease: &Lease, end: JobEnd, now_ms: i64) -> StoreResult<Option<JobRecord>> {

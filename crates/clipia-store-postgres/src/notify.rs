@@ -1,7 +1,7 @@
 //! Cross-node wake-ups and job events over LISTEN/NOTIFY.
 //!
 //! The store queues a [`Note`] after each commit that another node may care about (a job
-//! queued, started or ended); one task per process sends them in batches with `pg_notify` on a
+//! queued, started, making progress, asked to cancel or ended); one task per process sends them in batches with `pg_notify` on a
 //! connection with `synchronous_commit = off`. Notifying from inside every job transaction would
 //! take PostgreSQL's global notify lock across each commit's WAL flush and serialize all
 //! submits; batching after commit costs one cheap statement per batch. A notification is lost
@@ -30,8 +30,11 @@ const CHANNEL_BYTES_MAX: usize = 63;
 pub enum Note {
     /// A job became claimable in this lane (queued, requeued, or a concurrency slot freed).
     Wake { lane: String },
-    /// A job changed status.
+    /// A job changed status or progress.
     Event { id: RequestId, status: Status, progress: u8 },
+    /// Cancellation was asked for a running job: the node running it stops it now rather than
+    /// at its next heartbeat.
+    Cancel { id: RequestId },
 }
 
 /// What a listener hands to the node.
@@ -57,6 +60,7 @@ fn encode(origin: &str, note: &Note) -> String {
     match note {
         Note::Wake { lane } => format!("{origin}|w|{lane}"),
         Note::Event { id, status, progress } => format!("{origin}|e|{id}|{}|{progress}", status.as_str()),
+        Note::Cancel { id } => format!("{origin}|c|{id}"),
     }
 }
 
@@ -75,6 +79,7 @@ fn decode(own_origin: &str, payload: &str) -> Option<Note> {
             let progress = parts.next()?.parse::<u8>().ok()?.min(100);
             Some(Note::Event { id, status, progress })
         }
+        "c" => Some(Note::Cancel { id: RequestId::parse(parts.next()?)? }),
         _ => None,
     }
 }
@@ -190,6 +195,8 @@ mod tests {
         assert_eq!(decode("a", &encode("a", &note)), None);
         let wake = Note::Wake { lane: "builtin".into() };
         assert_eq!(decode("b", &encode("a", &wake)), Some(wake));
+        let cancel = Note::Cancel { id };
+        assert_eq!(decode("b", &encode("a", &cancel)), Some(cancel));
         assert_eq!(decode("b", "a|e|not-a-uuid|COMPLETED|1"), None);
         assert_eq!(decode("b", "garbage"), None);
         assert!(channel_for(&"x".repeat(100)).len() <= CHANNEL_BYTES_MAX);
