@@ -480,12 +480,36 @@ pub async fn finish_batch(db: Db, finishes: Vec<Finish>) -> Vec<StoreResult<Opti
 // ---------------------------------------------------------------------------------------------
 // Key lookups
 
+/// Runs one statement that changes nothing unless it completes (a read, or a single statement in
+/// its own implicit transaction) again on a fresh connection after a lost connection or a
+/// deadlock, as `committed!` does for transactions: a whole batch waits on it.
+pub async fn statement_retried<T, F, Fut>(run: F) -> StoreResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match run().await {
+            Err(e) if is_retryable(&e) && attempt < TX_RETRIES_MAX => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "statement retried");
+                tokio::time::sleep(Duration::from_millis(TX_RETRY_BACKOFF_MS << attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The keys behind a batch of presented hashes, in one read. Every authenticated request makes
 /// one such lookup, so reading them together saves a round trip per request.
 pub async fn key_batch(db: Db, hashes: Vec<KeyHash>) -> Vec<StoreResult<Option<KeyRecord>>> {
     let wanted: Vec<&str> = hashes.iter().map(KeyHash::as_str).collect();
     let sql = format!("{} WHERE k.hash = ANY($1)", rows::KEY_SELECT);
-    match sqlx::query(AssertSqlSafe(sql)).bind(&wanted).fetch_all(&db.pool).await {
+    let read = statement_retried(|| async {
+        sqlx::query(AssertSqlSafe(sql.clone())).bind(&wanted).fetch_all(&db.pool).await.map_err(db_err)
+    });
+    match read.await {
         Ok(found) => {
             let mut by_hash = HashMap::with_capacity(found.len());
             for row in &found {
@@ -498,8 +522,6 @@ pub async fn key_batch(db: Db, hashes: Vec<KeyHash>) -> Vec<StoreResult<Option<K
             }
             wanted.iter().map(|h| Ok(by_hash.get(*h).cloned())).collect()
         }
-        Err(e) => {
-            vec![Err(db_err(e)); hashes.len()]
-        }
+        Err(e) => vec![Err(e); hashes.len()],
     }
 }

@@ -19,7 +19,7 @@ use clipia_service::{RateDecision, RateLimiter};
 use clipia_store::StoreResult;
 use sqlx::Row;
 
-use crate::batch::{Batcher, Db};
+use crate::batch::{statement_retried, Batcher, Db};
 use crate::rows::db_err;
 
 /// Every this many checks, buckets idle long enough to be full again are deleted.
@@ -83,16 +83,20 @@ async fn check_batch(db: Db, checks: Vec<Check>) -> Vec<StoreResult<RateDecision
     let quotas: Vec<f64> = groups.keys().map(|(_, q)| f64::from((*q).max(1))).collect();
     let counts: Vec<i32> = groups.values().map(|v| v.len() as i32).collect();
     let now = checks.iter().map(|c| c.now_ms).max().unwrap_or(0);
-    let rows = sqlx::query("SELECT ord, tokens_left, spent FROM clipia_rate_batch($1, $2, $3, $4)")
-        .bind(&keys)
-        .bind(&quotas)
-        .bind(&counts)
-        .bind(now)
-        .fetch_all(&db.pool)
-        .await;
-    let rows = match rows {
+    // One statement in its own transaction: when it fails, no bucket was spent.
+    let rows = statement_retried(|| async {
+        sqlx::query("SELECT ord, tokens_left, spent FROM clipia_rate_batch($1, $2, $3, $4)")
+            .bind(&keys)
+            .bind(&quotas)
+            .bind(&counts)
+            .bind(now)
+            .fetch_all(&db.pool)
+            .await
+            .map_err(db_err)
+    });
+    let rows = match rows.await {
         Ok(rows) => rows,
-        Err(e) => return vec![Err(db_err(e)); checks.len()],
+        Err(e) => return vec![Err(e); checks.len()],
     };
     let mut out: Vec<StoreResult<RateDecision>> = Vec::with_capacity(checks.len());
     out.resize_with(checks.len(), || Err(clipia_store::StoreError::Backend("no answer for a rate check".into())));

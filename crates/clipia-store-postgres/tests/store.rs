@@ -164,3 +164,49 @@ async fn notifications_reach_the_other_node() {
     let got = tokio::time::timeout(std::time::Duration::from_secs(5), heard.recv()).await.expect("a note in time");
     assert_eq!(got, Some(clipia_store_postgres::Heard::Note(clipia_store_postgres::Note::Wake { lane: "builtin".into() })));
 }
+
+#[tokio::test]
+async fn a_key_lookup_and_a_rate_check_cut_off_mid_statement_run_again() {
+    use clipia_service::RateLimiter;
+    use sqlx::Connection;
+    let Some((store, url)) = fresh_store().await else { return };
+    let f = account_with_key(&store, "cut", 0, Mode::Live).await;
+    let limiter = store.rate_limiter();
+    assert!(limiter.check("k1", 10, 1).await.allowed);
+    // Another session holds both tables, so the next lookup and check wait inside PostgreSQL...
+    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE api_keys, rate_buckets IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.unwrap();
+    let lookup = tokio::spawn({
+        let (store, hash) = (store.clone(), f.key.hash.clone());
+        async move { store.key_by_hash(&hash).await }
+    });
+    let check = tokio::spawn(async move { limiter.check("k1", 10, 2).await });
+    // ...until the backends it blocks are terminated.
+    let mut waiting = 0;
+    for _ in 0..100 {
+        waiting = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))",
+        )
+        .fetch_one(&mut blocker)
+        .await
+        .unwrap();
+        if waiting >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(waiting >= 2, "both statements wait on the lock");
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))",
+    )
+    .execute(&mut blocker)
+    .await
+    .unwrap();
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    let found = lookup.await.unwrap().expect("the lookup ran again on a fresh connection");
+    assert_eq!(found.map(|k| k.id), Some(f.key.id.clone()));
+    let decision = check.await.unwrap();
+    assert!(decision.allowed);
+    assert_eq!(decision.remaining, 8, "the check ran again and spent one token, not zero or two");
+}
