@@ -323,6 +323,47 @@ async fn concurrent_submits_get_distinct_positions_and_a_new_account_is_not_queu
 }
 
 #[tokio::test]
+async fn positions_of_jobs_landing_amid_a_long_queue_are_exact_when_sent_together() {
+    for store in stores() {
+        let server = TestServer::builder().store(store).arg("--builtin-runners", "0").start().await;
+        server.admin(&["limits", "set", "--account", "default", "--rpm", "100000", "--max-queued", "100000"]);
+        let live = server.live();
+        // One account fills the lane with 400 jobs.
+        for chunk in 0..4 {
+            futures::future::join_all(
+                (0..100).map(|i| live.submit("clipia-mosaic", json!({"prompt": format!("fill {chunk}/{i}")}))),
+            )
+            .await
+            .iter()
+            .for_each(|r| {
+                r.ok();
+            });
+        }
+        // Another account's burst lands near the front, each job with hundreds behind it.
+        let (other, _) = server.new_account("interleaved", 100);
+        server.admin(&["limits", "set", "--account", "interleaved", "--rpm", "100000"]);
+        let replies = futures::future::join_all(
+            (0..30).map(|i| other.submit("clipia-mosaic", json!({"prompt": format!("burst {i}")}))),
+        )
+        .await;
+        let mut positions = Vec::new();
+        for r in &replies {
+            let position = r.ok()["queue_position"].as_u64().unwrap();
+            let id = r.body["request_id"].as_str().unwrap();
+            // Nothing runs, so the count a status read makes now is what the submit saw.
+            assert_eq!(other.status(id).await.body["queue_position"].as_u64(), Some(position), "job {id}");
+            positions.push(position);
+        }
+        positions.sort_unstable();
+        positions.dedup();
+        assert_eq!(positions.len(), 30, "every job of the burst has a place of its own: {positions:?}");
+        assert!(positions[29] < 100, "fair queuing keeps the burst near the front: {positions:?}");
+        let audit = server.admin(&["audit"]);
+        assert!(!audit.contains("disagree"), "{audit}");
+    }
+}
+
+#[tokio::test]
 async fn a_running_job_can_be_canceled_and_is_not_charged() {
     let server = TestServer::builder().arg("--builtin-min-run-ms", "5000").start().await;
     let live = server.live();
