@@ -330,14 +330,10 @@ async fn positions_of_jobs_landing_amid_a_long_queue_are_exact_when_sent_togethe
         let live = server.live();
         // One account fills the lane with 400 jobs.
         for chunk in 0..4 {
-            futures::future::join_all(
-                (0..100).map(|i| live.submit("clipia-mosaic", json!({"prompt": format!("fill {chunk}/{i}")}))),
-            )
-            .await
-            .iter()
-            .for_each(|r| {
+            let fill = (0..100).map(|i| live.submit("clipia-mosaic", json!({"prompt": format!("fill {chunk}/{i}")})));
+            for r in futures::future::join_all(fill).await {
                 r.ok();
-            });
+            }
         }
         // Another account's burst lands near the front, each job with hundreds behind it.
         let (other, _) = server.new_account("interleaved", 100);

@@ -184,16 +184,8 @@ async fn the_webhook_event_stream_on_an_api_node_shows_jobs_that_end_on_a_worker
     let Some(store) = postgres() else { return };
     let api_node = TestServer::builder().store(store).arg("--builtin-runners", "0").start().await;
     let _worker = Node::join(&api_node, &["--builtin-runners", "1"]);
-    let response = api_node
-        .http
-        .get(format!("{}/v1/webhooks/events", api_node.base))
-        .header("Authorization", format!("Key {}", api_node.live_key))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut stream = response.bytes_stream();
     let api = api_node.live();
+    let mut stream = api.open_stream("/v1/webhooks/events").await.bytes_stream();
     let ids = [submit(&api, "a lighthouse", None).await, submit(&api, "a tide pool", None).await];
     let mut text = String::new();
     let seen = tokio::time::timeout(Duration::from_secs(30), async {
@@ -249,15 +241,7 @@ async fn progress_made_on_a_worker_node_reaches_a_stream_on_an_api_node_at_the_n
     let _worker = Node::join(&api_node, &["--builtin-runners", "1", "--builtin-min-run-ms", "3000"]);
     let api = api_node.live();
     let id = submit(&api, "a quay at dawn", None).await;
-    let response = api_node
-        .http
-        .get(format!("{}/v1/requests/{id}/events", api_node.base))
-        .header("Authorization", format!("Key {}", api_node.live_key))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut stream = response.bytes_stream();
+    let mut stream = api.open_stream(&format!("/v1/requests/{id}/events")).await.bytes_stream();
     let (mut text, mut seen) = (String::new(), 0usize);
     let mut started: Option<Instant> = None;
     let mut rendered_after: Option<Duration> = None;

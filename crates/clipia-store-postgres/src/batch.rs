@@ -23,8 +23,6 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::rows::{self, db_err};
-use crate::{is_retryable, TX_RETRIES_MAX, TX_RETRY_BACKOFF_MS};
-use std::time::Duration;
 
 /// Requests one batch carries at most.
 pub const BATCH_MAX: usize = 256;
@@ -89,13 +87,13 @@ fn stopped() -> StoreError {
     StoreError::Backend("the store's batch worker stopped".into())
 }
 
-/// The pool a batch runs on (a struct so that `transaction!` applies).
+/// The pool a batch runs on (a struct so that `committed!` applies).
 #[derive(Clone)]
 pub struct Db {
     pub pool: PgPool,
 }
 
-/// Runs `one` over the whole batch; when that fails (after the retries of `transaction!`), runs
+/// Runs `one` over the whole batch; when that fails (after the retries of `committed!`), runs
 /// it again for each item alone so that the others still succeed.
 async fn with_fallback<Q, A, F, Fut>(items: Vec<Q>, one: F) -> Vec<StoreResult<A>>
 where
@@ -480,33 +478,13 @@ pub async fn finish_batch(db: Db, finishes: Vec<Finish>) -> Vec<StoreResult<Opti
 // ---------------------------------------------------------------------------------------------
 // Key lookups
 
-/// Runs one statement that changes nothing unless it completes (a read, or a single statement in
-/// its own implicit transaction) again on a fresh connection after a lost connection or a
-/// deadlock, as `committed!` does for transactions: a whole batch waits on it.
-pub async fn statement_retried<T, F, Fut>(run: F) -> StoreResult<T>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = StoreResult<T>>,
-{
-    let mut attempt = 0u32;
-    loop {
-        match run().await {
-            Err(e) if is_retryable(&e) && attempt < TX_RETRIES_MAX => {
-                attempt += 1;
-                tracing::debug!(error = %e, attempt, "statement retried");
-                tokio::time::sleep(Duration::from_millis(TX_RETRY_BACKOFF_MS << attempt)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// The keys behind a batch of presented hashes, in one read. Every authenticated request makes
 /// one such lookup, so reading them together saves a round trip per request.
 pub async fn key_batch(db: Db, hashes: Vec<KeyHash>) -> Vec<StoreResult<Option<KeyRecord>>> {
     let wanted: Vec<&str> = hashes.iter().map(KeyHash::as_str).collect();
     let sql = format!("{} WHERE k.hash = ANY($1)", rows::KEY_SELECT);
-    let read = statement_retried(|| async {
+    // A lost connection must not fail every request of the batch: the read runs again.
+    let read = crate::retried(|| async {
         sqlx::query(AssertSqlSafe(sql.clone())).bind(&wanted).fetch_all(&db.pool).await.map_err(db_err)
     });
     match read.await {

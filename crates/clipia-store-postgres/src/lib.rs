@@ -41,32 +41,41 @@ const TX_RETRY_BACKOFF_MS: u64 = 20;
 /// The name the nodes' connections show in `pg_stat_activity` unless the URL sets one.
 const APPLICATION_NAME_DEFAULT: &str = "clipia-server";
 
+/// Runs `run` again, on a fresh connection, after a deadlock or a lost connection: errors after
+/// which nothing was committed. For a whole transaction (`committed!`), a read, or a single
+/// statement in its own implicit transaction.
+pub(crate) async fn retried<T, F, Fut>(run: F) -> StoreResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match run().await {
+            Err(e) if is_retryable(&e) && attempt < TX_RETRIES_MAX => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "retried after a deadlock or a lost connection");
+                tokio::time::sleep(Duration::from_millis(TX_RETRY_BACKOFF_MS << attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs `$body` (an expression using the connection `$c`, giving `StoreResult<T>`) in a
-/// transaction and commits it; runs it again on a fresh connection after a deadlock or a lost
-/// connection, where nothing was committed. A failed `COMMIT` is not retried: whether it took
+/// transaction and commits it, [`retried`]. A failed `COMMIT` is not retried: whether it took
 /// effect is unknown. A macro rather than a function so the body may borrow freely.
 macro_rules! committed {
-    ($store:expr, |$c:ident| $body:expr) => {{
-        let mut attempt = 0u32;
-        loop {
-            let result = async {
-                let mut tx = $store.pool.begin().await.map_err(db_err)?;
-                let $c: &mut PgConnection = &mut tx;
-                let value = $body.await?;
-                tx.commit().await.map_err(|e| StoreError::Backend(e.to_string()))?;
-                Ok(value)
-            }
-            .await;
-            match result {
-                Err(e) if is_retryable(&e) && attempt < TX_RETRIES_MAX => {
-                    attempt += 1;
-                    tracing::debug!(error = %e, attempt, "transaction retried");
-                    tokio::time::sleep(Duration::from_millis(TX_RETRY_BACKOFF_MS << attempt)).await;
-                }
-                other => break other,
-            }
-        }
-    }};
+    ($store:expr, |$c:ident| $body:expr) => {
+        $crate::retried(|| async {
+            let mut tx = $store.pool.begin().await.map_err(db_err)?;
+            let $c: &mut PgConnection = &mut tx;
+            let value = $body.await?;
+            tx.commit().await.map_err(|e| StoreError::Backend(e.to_string()))?;
+            Ok(value)
+        })
+        .await
+    };
 }
 
 mod batch;

@@ -19,7 +19,7 @@ use clipia_service::{RateDecision, RateLimiter};
 use clipia_store::StoreResult;
 use sqlx::Row;
 
-use crate::batch::{statement_retried, Batcher, Db};
+use crate::batch::{Batcher, Db};
 use crate::rows::db_err;
 
 /// Every this many checks, buckets idle long enough to be full again are deleted.
@@ -84,7 +84,7 @@ async fn check_batch(db: Db, checks: Vec<Check>) -> Vec<StoreResult<RateDecision
     let counts: Vec<i32> = groups.values().map(|v| v.len() as i32).collect();
     let now = checks.iter().map(|c| c.now_ms).max().unwrap_or(0);
     // One statement in its own transaction: when it fails, no bucket was spent.
-    let rows = statement_retried(|| async {
+    let rows = crate::retried(|| async {
         sqlx::query("SELECT ord, tokens_left, spent FROM clipia_rate_batch($1, $2, $3, $4)")
             .bind(&keys)
             .bind(&quotas)

@@ -340,6 +340,14 @@ impl Api {
         self.send(req).await
     }
 
+    /// Opens a Server-Sent Events stream at `path`; panics unless it is one (200, text/event-stream).
+    pub async fn open_stream(&self, path: &str) -> reqwest::Response {
+        let response = self.http.get(self.url(path)).header("Authorization", format!("Key {}", self.key)).send().await.expect("HTTP request");
+        assert_eq!(response.status(), 200, "{path} opens");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"), "{path} is an event stream");
+        response
+    }
+
     pub async fn status(&self, id: &str) -> Resp {
         self.get(&format!("/v1/requests/{id}/status")).await
     }
